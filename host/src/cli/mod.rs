@@ -1,0 +1,194 @@
+//! Argument parsing, dispatch, and exit codes.
+//!
+//! Exit codes scripts can branch on:
+//! - `0` success;
+//! - `1` a step failed (the run report says which and why);
+//! - `2` invalid input: arguments, pipeline, plugin reference or parameters (nothing ran);
+//! - `3` the environment: engine, cache, files, or an internal error.
+
+mod render;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use kmsflow::{Error, Pipeline, RunOptions, Runtime, Target};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "kmsflow",
+    version,
+    about = "Encrypt AKS secrets at rest with your own Key Vault key, and keep them that way"
+)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace), on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// `json` prints one machine-readable document on stdout.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    output: Output,
+    /// Where compiled plugins are cached (default: the user's cache directory).
+    #[arg(long, global = true, env = "KMSFLOW_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline.
+    Run {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+    },
+    /// List and inspect plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Print performance figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// The built-in plugins with their SHA-256.
+    List,
+    /// A plugin's parameters, outputs and the grants it needs.
+    Describe {
+        /// A built-in plugin name, or the path of a `.wasm` component.
+        plugin: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Component compile vs cached load, per-step instantiation, guest-to-host call cost.
+    Runtime {
+        /// Repetitions for the per-step and per-call figures.
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+    },
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        let code = match error.downcast_ref::<Error>() {
+            Some(
+                Error::Pipeline(_)
+                | Error::UnknownPlugin(_)
+                | Error::PluginHashMismatch { .. }
+                | Error::NotAPlugin { .. },
+            ) => 2,
+            _ => 3,
+        };
+        Failure { code, error }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "kmsflow=debug,info",
+        _ => "kmsflow=trace,debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KMSFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn build_runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, Failure> {
+    let mut builder = Runtime::builder();
+    if let Some(dir) = cache_dir {
+        builder = builder.cache_dir(dir);
+    }
+    Ok(builder.build().context("cannot start the plugin runtime")?)
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Run { pipeline } => {
+            let runtime = build_runtime(cli.cache_dir)?;
+            let pipeline = Pipeline::from_file(&pipeline).map_err(|e| Failure {
+                code: 2,
+                error: e.into(),
+            })?;
+            let renderer = Arc::new(render::RunRenderer::new(cli.output));
+            let sink = Arc::clone(&renderer);
+            let options = RunOptions {
+                events: Arc::new(move |e| sink.event(e)),
+                ..RunOptions::default()
+            };
+            let prepared = runtime
+                .prepare(&pipeline)
+                .await
+                .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+            renderer.started(&options.run_id, &pipeline.name);
+            let report = runtime
+                .run_prepared(&pipeline, prepared, &Target::offline(), &options)
+                .await;
+            renderer.finished(&report);
+            Ok(if report.succeeded() { 0 } else { 1 })
+        }
+        Command::Plugins(PluginsCommand::List) => {
+            let runtime = build_runtime(cli.cache_dir)?;
+            let mut plugins = Vec::new();
+            for name in Runtime::builtin_names() {
+                plugins.push(runtime.builtin(name).await.map_err(anyhow::Error::from)?);
+            }
+            render::plugin_list(cli.output, &plugins);
+            Ok(0)
+        }
+        Command::Plugins(PluginsCommand::Describe { plugin }) => {
+            let runtime = build_runtime(cli.cache_dir)?;
+            let loaded = if plugin.ends_with(".wasm") || plugin.contains('/') {
+                runtime.plugin_from_file(std::path::Path::new(&plugin), None).await
+            } else {
+                runtime.builtin(&plugin).await
+            }
+            .map_err(anyhow::Error::from)?;
+            render::plugin_describe(cli.output, &loaded);
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::Runtime { iterations }) => {
+            let figures = kmsflow::bench::runtime(iterations).await.map_err(anyhow::Error::from)?;
+            render::bench(cli.output, &figures);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! What the user sees: progress and step lines on stderr, results on stdout (text or JSON).
+
+use super::Output;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kmsflow::bench::RuntimeFigures;
+use kmsflow::wit::types::{Action as WitAction, Param, Value};
+use kmsflow::{Event, LogLevel, LogSource, Plugin, RunReport};
+use serde_json::{json, Value as Json};
+use std::sync::Mutex;
+use std::time::Duration;
+
+fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Text(s) => json!(s),
+        Value::Integer(i) => json!(i),
+        Value::Flag(b) => json!(b),
+        Value::TextList(l) => json!(l),
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    value_json(v).to_string()
+}
+
+fn params_json(params: &[Param]) -> Json {
+    Json::Object(params.iter().map(|p| (p.name.clone(), value_json(&p.value))).collect())
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// Renders a run's events as they arrive.
+pub struct RunRenderer {
+    output: Output,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl RunRenderer {
+    pub fn new(output: Output) -> Self {
+        RunRenderer {
+            output,
+            bar: Mutex::new(None),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match self.bar.lock().ok().as_ref().and_then(|b| b.as_ref()) {
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// The run id comes first, so an interrupted run can always be found again.
+    pub fn started(&self, run_id: &str, pipeline: &str) {
+        if self.output == Output::Text {
+            println!("run {run_id} ({pipeline})");
+        }
+    }
+
+    pub fn event(&self, event: &Event) {
+        match event {
+            Event::StepStarted { step, plugin, sha256 } => {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(format!("{step} ({plugin} {})", &sha256[..12.min(sha256.len())]));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                if let Ok(mut slot) = self.bar.lock() {
+                    *slot = Some(bar);
+                }
+            }
+            Event::Log {
+                step,
+                level,
+                source,
+                message,
+            } => {
+                let tag = match (source, level) {
+                    (LogSource::Stdout, _) => "stdout",
+                    (LogSource::Stderr, _) => "stderr",
+                    (_, LogLevel::Error) => "error",
+                    (_, LogLevel::Warn) => "warn",
+                    (_, LogLevel::Info) => "info",
+                    (_, LogLevel::Debug | LogLevel::Trace) => return,
+                };
+                self.line(&format!("  {step} [{tag}] {message}"));
+            }
+            Event::Progress { label, done, total, .. } => {
+                if let Some(bar) = self.bar.lock().ok().as_ref().and_then(|b| b.as_ref()) {
+                    match total {
+                        Some(t) => bar.set_message(format!("{label} {done}/{t}")),
+                        None => bar.set_message(format!("{label} {done}")),
+                    }
+                }
+            }
+            Event::CallDenied {
+                step,
+                call,
+                action,
+                resource,
+            } => {
+                self.line(&format!("  {step} [denied] {call}: no `{action}` grant on {resource}"));
+            }
+            Event::Call { .. } => {}
+            Event::StepFinished {
+                step,
+                ok,
+                duration,
+                reason,
+            } => {
+                if let Some(bar) = self.bar.lock().ok().and_then(|mut b| b.take()) {
+                    bar.finish_and_clear();
+                }
+                match (ok, reason) {
+                    (true, _) => self.line(&format!("✔ {step} ({})", secs(*duration))),
+                    (false, reason) => self.line(&format!(
+                        "✘ {step} ({}): {}",
+                        secs(*duration),
+                        reason.as_deref().unwrap_or("failed")
+                    )),
+                }
+            }
+        }
+    }
+
+    pub fn finished(&self, report: &RunReport) {
+        match self.output {
+            Output::Json => {
+                let steps: Vec<Json> = report
+                    .steps
+                    .iter()
+                    .map(|s| {
+                        let mut v = json!({
+                            "id": s.id, "plugin": s.plugin, "sha256": s.sha256,
+                            "duration_ms": s.duration.as_millis() as u64,
+                        });
+                        match &s.outcome {
+                            Ok(outputs) => {
+                                v["status"] = json!("succeeded");
+                                v["outputs"] = params_json(outputs);
+                            }
+                            Err(e) => {
+                                v["status"] = json!("failed");
+                                v["error"] = json!(e.to_string());
+                            }
+                        }
+                        v
+                    })
+                    .collect();
+                let doc = json!({
+                    "run_id": report.run_id,
+                    "pipeline": report.pipeline,
+                    "status": if report.succeeded() { "succeeded" } else { "failed" },
+                    "steps": steps,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            Output::Text => {
+                for step in &report.steps {
+                    if let Ok(outputs) = &step.outcome {
+                        for p in outputs {
+                            println!("{}.{} = {}", step.id, p.name, value_text(&p.value));
+                        }
+                    }
+                }
+                match report.failure() {
+                    None => println!("run {} succeeded: {} step(s)", report.run_id, report.steps.len()),
+                    Some(f) => {
+                        if let Err(e) = &f.outcome {
+                            println!("run {} failed: step `{}` {}", report.run_id, f.id, e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn action_name(a: WitAction) -> &'static str {
+    match a {
+        WitAction::Read => "read",
+        WitAction::Write => "write",
+        WitAction::Keys => "keys",
+        WitAction::Roles => "roles",
+        WitAction::Kms => "kms",
+        WitAction::Upgrade => "upgrade",
+        WitAction::SecretsRewrite => "secrets.rewrite",
+    }
+}
+
+pub fn plugin_list(output: Output, plugins: &[std::sync::Arc<Plugin>]) {
+    match output {
+        Output::Json => {
+            let list: Vec<Json> = plugins
+                .iter()
+                .map(|p| json!({"name": p.name(), "version": p.info().version, "sha256": p.sha256(), "description": p.info().description}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        }
+        Output::Text => {
+            let width = plugins.iter().map(|p| p.name().len()).max().unwrap_or(0);
+            for p in plugins {
+                println!(
+                    "{:width$}  {:8}  {}  {}",
+                    p.name(),
+                    p.info().version,
+                    p.sha256(),
+                    p.info().description
+                );
+            }
+        }
+    }
+}
+
+pub fn plugin_describe(output: Output, plugin: &Plugin) {
+    let info = plugin.info();
+    let spec_json = |specs: &[kmsflow::wit::types::ParamSpec]| -> Vec<Json> {
+        specs
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "type": kmsflow::wit_type_name(s.type_), "required": s.required,
+                    "default": s.default.as_ref().map(value_json), "description": s.description,
+                })
+            })
+            .collect()
+    };
+    match output {
+        Output::Json => {
+            let doc = json!({
+                "name": plugin.name(), "version": info.version, "sha256": plugin.sha256(),
+                "description": info.description,
+                "params": spec_json(&info.params), "outputs": spec_json(&info.outputs),
+                "grants": info.grants.iter().map(|g| json!({"action": action_name(g.action), "description": g.description})).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Output::Text => {
+            println!("{} {}  sha256:{}", plugin.name(), info.version, plugin.sha256());
+            println!("{}", info.description);
+            println!("\nparameters:");
+            if info.params.is_empty() {
+                println!("  (none)");
+            }
+            for s in &info.params {
+                let req = match (&s.default, s.required) {
+                    (Some(d), _) => format!("default {}", value_text(d)),
+                    (None, true) => "required".to_string(),
+                    (None, false) => "optional".to_string(),
+                };
+                println!(
+                    "  {} ({}, {})  {}",
+                    s.name,
+                    kmsflow::wit_type_name(s.type_),
+                    req,
+                    s.description
+                );
+            }
+            if !info.outputs.is_empty() {
+                println!("\noutputs:");
+                for s in &info.outputs {
+                    println!("  {} ({})  {}", s.name, kmsflow::wit_type_name(s.type_), s.description);
+                }
+            }
+            println!("\ngrants:");
+            if info.grants.is_empty() {
+                println!("  (none: this plugin makes no cloud calls)");
+            }
+            for g in &info.grants {
+                println!("  {}  {}", action_name(g.action), g.description);
+            }
+        }
+    }
+}
+
+pub fn bench(output: Output, f: &RuntimeFigures) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&f.to_json()).unwrap_or_default()),
+        Output::Text => print!("{f}"),
+    }
+}

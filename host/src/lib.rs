@@ -1,0 +1,55 @@
+//! kmsflow: sandboxed, resumable workflows that put AKS secrets under a customer-managed Key Vault
+//! key and keep them there.
+//!
+//! This crate is both the `kmsflow` CLI and a library for platform teams who want the same runtime
+//! inside their own service or operator: load a pipeline (or a single plugin), choose a
+//! [`Target`], run it, and observe [`Event`]s as it goes. Plugins are WebAssembly components
+//! that implement the `kmsflow:workflow` world (`wit/`); each step runs in a fresh sandbox that
+//! can reach only the capabilities its grants allow.
+//!
+//! ```no_run
+//! use kmsflow::{Event, Pipeline, RunOptions, Runtime, Target};
+//! use std::sync::Arc;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::new()?;
+//! let pipeline = Pipeline::from_file("workflows/quickstart.toml")?;
+//! let options = RunOptions {
+//!     events: Arc::new(|event: &Event| println!("{event:?}")),
+//!     ..RunOptions::default()
+//! };
+//! let report = runtime.run(&pipeline, &Target::offline(), &options).await?;
+//! assert!(report.succeeded());
+//! # Ok(()) }
+//! ```
+//!
+//! A runnable version is `cargo run -p kmsflow --example embed`.
+
+pub mod backend;
+pub mod bench;
+mod builtin;
+pub mod capabilities;
+pub mod engine;
+mod error;
+pub mod events;
+pub mod grants;
+pub mod limits;
+mod output;
+pub mod pipeline;
+mod plugin;
+mod runtime;
+mod step;
+pub mod target;
+pub mod wit;
+
+pub use backend::{Authorized, CloudBackend};
+pub use builtin::test_plugin;
+pub use error::Error;
+pub use events::{Event, EventSink, LogLevel, LogSource};
+pub use grants::{Action, Grant, Grants};
+pub use limits::StepLimits;
+pub use pipeline::{Pipeline, PipelineError};
+pub use plugin::{sha256_hex, type_name as wit_type_name, Plugin, PluginOrigin};
+pub use runtime::{new_run_id, RunOptions, RunReport, Runtime, RuntimeBuilder, StepReport, StepRun};
+pub use step::{StepFailure, StepState};
+pub use target::Target;

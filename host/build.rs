@@ -71,14 +71,14 @@ fn main() {
     src.push_str("pub static BUILTIN: &[(&str, &[u8])] = &[\n");
     for name in &builtin {
         let file = copy_artifact(&wasm_dir, &out_dir, name);
-        writeln!(src, "    ({name:?}, include_bytes!({:?})),", file.display()).unwrap();
+        writeln!(src, "    ({name:?}, include_bytes!({:?})),", file.display()).expect("write to a String");
     }
     src.push_str("];\n\n");
     src.push_str("/// Test-only plugins: `(name, path of the component)`.\n");
     src.push_str("pub static TEST_PLUGINS: &[(&str, &str)] = &[\n");
     for name in &testing {
         let file = copy_artifact(&wasm_dir, &out_dir, name);
-        writeln!(src, "    ({name:?}, {:?}),", file.display()).unwrap();
+        writeln!(src, "    ({name:?}, {:?}),", file.display()).expect("write to a String");
     }
     src.push_str("];\n");
     fs::write(out_dir.join("plugins.rs"), src).expect("write plugins.rs");

@@ -102,11 +102,10 @@ impl fmt::Display for StepFailure {
             ),
             StepFailure::Trap(msg) => write!(f, "plugin trapped: {msg}"),
             StepFailure::Plugin(e) => {
-                let kind = format!("{:?}", e.kind).to_lowercase();
                 if e.code.is_empty() {
-                    write!(f, "{kind}: {}", e.message)
+                    write!(f, "{}: {}", e.kind, e.message)
                 } else {
-                    write!(f, "{kind} ({}): {}", e.code, e.message)
+                    write!(f, "{} ({}): {}", e.kind, e.code, e.message)
                 }
             }
             StepFailure::Setup(msg) => write!(f, "could not start: {msg}"),

@@ -15,4 +15,20 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use kmsflow::workflow::{aks, arm, checkpoint, identity, keyvault, kubernetes, log, types};
+pub use self::kmsflow::workflow::{aks, arm, checkpoint, identity, keyvault, kubernetes, log, types};
+
+impl std::fmt::Display for types::ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use types::ErrorKind::*;
+        f.write_str(match self {
+            Denied => "denied",
+            NotFound => "not-found",
+            Conflict => "conflict",
+            Invalid => "invalid",
+            Precondition => "precondition",
+            Throttled => "throttled",
+            Unavailable => "unavailable",
+            Internal => "internal",
+        })
+    }
+}

@@ -1,6 +1,8 @@
 //! A call outside the step's grants is refused with a typed `denied` error naming the missing
 //! grant, reported as an event, and never reaches the backend.
 
+#![allow(clippy::unwrap_used)]
+
 use async_trait::async_trait;
 use kmsflow::capabilities::CapabilityError;
 use kmsflow::wit::{aks, keyvault, types::Param, types::Value};

@@ -1,5 +1,7 @@
 //! Guest stdout/stderr reach the step log; compiled components are cached on disk by hash.
 
+#![allow(clippy::unwrap_used)]
+
 use kmsflow::engine::CacheOutcome;
 use kmsflow::{Event, LogSource, StepLimits, Target};
 use kmsflow_tests::{runtime, step, test_plugin, Recorder};

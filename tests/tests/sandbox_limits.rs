@@ -1,6 +1,8 @@
 //! A plugin that loops, exhausts memory or traps fails its step, not the runner: the next step
 //! on the same runtime still works.
 
+#![allow(clippy::unwrap_used)]
+
 use kmsflow::{StepFailure, StepLimits, Target};
 use kmsflow_tests::{runtime, step, test_plugin, Recorder};
 use std::time::{Duration, Instant};

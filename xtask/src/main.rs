@@ -1,1 +1,121 @@
-fn main() {}
+//! The README's commands. Each first makes sure the `wasm32-wasip2` target is installed
+//! (automatic rustup installs are off here; `rustup target add` is idempotent), then:
+//!
+//! - `cargo xtask quickstart` — builds kmsflow (plugins included) and runs the quick-start pipeline;
+//! - `cargo xtask test` — the whole suite: formatting, host workspace tests, guest plugin unit
+//!   tests, and clippy with warnings denied. `.ci/run` calls exactly this.
+//! - `cargo xtask setup` — only the target install.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let task = env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    let result = match task.as_str() {
+        "setup" => setup(),
+        "test" => setup().and_then(|()| test(&root)),
+        "quickstart" => setup().and_then(|()| quickstart(&root)),
+        _ => {
+            eprintln!("usage: cargo xtask <quickstart | test | setup>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn setup() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET)
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    run(
+        &format!("rustup target add {WASM_TARGET}"),
+        Command::new("rustup").args(["target", "add", WASM_TARGET]),
+    )
+}
+
+fn test(root: &Path) -> Result<(), String> {
+    run(
+        "cargo fmt --check",
+        cargo().current_dir(root).args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run(
+        "cargo fmt --check (plugins)",
+        cargo()
+            .current_dir(root.join("plugins"))
+            .args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run(
+        "cargo test --workspace",
+        cargo().current_dir(root).args(["test", "--workspace"]),
+    )?;
+    run(
+        "cargo test (plugin logic, on the host)",
+        cargo().current_dir(root).args([
+            "test",
+            "--manifest-path",
+            "plugins/Cargo.toml",
+            "--workspace",
+            "--target-dir",
+            "target/plugins-host",
+        ]),
+    )?;
+    run(
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        cargo()
+            .current_dir(root)
+            .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )
+}
+
+fn quickstart(root: &Path) -> Result<(), String> {
+    run(
+        "kmsflow run workflows/quickstart.toml",
+        cargo().current_dir(root).args([
+            "run",
+            "--quiet",
+            "-p",
+            "kmsflow",
+            "--",
+            "run",
+            "workflows/quickstart.toml",
+        ]),
+    )
+}

@@ -49,7 +49,7 @@ impl CapabilityError {
 
     fn summary(&self) -> String {
         match self {
-            CapabilityError::Guest(e) => format!("{:?} {} {}", e.kind, e.code, e.message),
+            CapabilityError::Guest(e) => format!("{} {} {}", e.kind, e.code, e.message),
             CapabilityError::Trap(e) => format!("host fault: {e}"),
         }
     }

@@ -1,0 +1,30 @@
+//! Embedding kmsflow: run a pipeline from your own program and watch its events.
+//!
+//! `cargo run -p kmsflow --example embed` runs `workflows/quickstart.toml`.
+
+use kmsflow::{Event, Pipeline, RunOptions, Runtime, Target};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = Runtime::new()?;
+    let pipeline = Pipeline::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows/quickstart.toml"))?;
+    let options = RunOptions {
+        events: Arc::new(|event: &Event| match event {
+            Event::StepStarted { step, plugin, .. } => println!("step {step}: {plugin}"),
+            Event::Log { step, message, .. } => println!("  {step}: {message}"),
+            Event::StepFinished { step, ok, reason, .. } => {
+                println!("step {step}: ok={ok} {}", reason.as_deref().unwrap_or(""))
+            }
+            _ => {}
+        }),
+        ..RunOptions::default()
+    };
+    let report = runtime.run(&pipeline, &Target::offline(), &options).await?;
+    println!(
+        "run {}: {}",
+        report.run_id,
+        if report.succeeded() { "succeeded" } else { "failed" }
+    );
+    Ok(())
+}

@@ -54,15 +54,13 @@ fn text(v: &str) -> Value {
     Value::Text(v.to_string())
 }
 
-#[tokio::test]
-async fn a_call_outside_the_grants_never_reaches_the_backend() {
+/// Runs `test-deny` with read on `RG` only, against a counting backend.
+async fn probe(outside: &str, inside: &str) -> (Vec<Param>, Arc<Counting>, Recorder) {
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(&cache);
     let plugin = test_plugin(&rt, "test-deny").await;
     let backend = Arc::new(Counting::default());
     let target = Target::new("counting", backend.clone());
-    let outside = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg2/providers/Microsoft.KeyVault/vaults/kv2";
-    let inside = format!("{RG}/providers/Microsoft.ContainerService/managedClusters/aks1");
     let recorder = Recorder::default();
     let step = StepRun {
         id: "probe".into(),
@@ -73,14 +71,25 @@ async fn a_call_outside_the_grants_never_reaches_the_backend() {
             },
             Param {
                 name: "inside".into(),
-                value: text(&inside),
+                value: text(inside),
             },
         ],
         grants: Grants::new(vec![Grant::new(RG, &["read"]).unwrap()]),
         limits: StepLimits::default(),
     };
     let report = rt.run_step(&plugin, step, &target, &recorder.options()).await;
-    let outputs = report.outcome.expect("the plugin handles the denial");
+    (
+        report.outcome.expect("the plugin handles the errors"),
+        backend,
+        recorder,
+    )
+}
+
+#[tokio::test]
+async fn a_call_outside_the_grants_never_reaches_the_backend() {
+    let outside = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg2/providers/Microsoft.KeyVault/vaults/kv2";
+    let inside = format!("{RG}/providers/Microsoft.ContainerService/managedClusters/aks1");
+    let (outputs, backend, recorder) = probe(outside, &inside).await;
 
     assert_eq!(output(&outputs, "denied_kind"), Some(text("denied")));
     assert_eq!(output(&outputs, "denied_code"), Some(text("GrantMissing")));
@@ -118,31 +127,9 @@ async fn a_call_outside_the_grants_never_reaches_the_backend() {
 
 #[tokio::test]
 async fn a_path_that_climbs_out_of_the_scope_is_refused_before_the_backend() {
-    let cache = tempfile::tempdir().unwrap();
-    let rt = runtime(&cache);
-    let plugin = test_plugin(&rt, "test-deny").await;
-    let backend = Arc::new(Counting::default());
-    let target = Target::new("counting", backend.clone());
-    let sneaky = format!("{RG}/../rg2/providers/Microsoft.ContainerService/managedClusters/aks1");
-    let step = StepRun {
-        id: "probe".into(),
-        params: vec![
-            Param {
-                name: "outside".into(),
-                value: text(&format!("{RG}/../rg2/providers/Microsoft.KeyVault/vaults/kv2")),
-            },
-            Param {
-                name: "inside".into(),
-                value: text(&sneaky),
-            },
-        ],
-        grants: Grants::new(vec![Grant::new(RG, &["read"]).unwrap()]),
-        limits: StepLimits::default(),
-    };
-    let report = rt
-        .run_step(&plugin, step, &target, &Recorder::default().options())
-        .await;
-    let outputs = report.outcome.expect("the plugin handles the errors");
+    let outside = format!("{RG}/../rg2/providers/Microsoft.KeyVault/vaults/kv2");
+    let inside = format!("{RG}/../rg2/providers/Microsoft.ContainerService/managedClusters/aks1");
+    let (outputs, backend, _) = probe(&outside, &inside).await;
     assert_eq!(output(&outputs, "denied_kind"), Some(text("invalid")));
     assert_eq!(output(&outputs, "allowed"), Some(text("invalid:InvalidResourceId")));
     assert_eq!(

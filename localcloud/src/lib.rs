@@ -1,4 +1,352 @@
-//! The local cloud: an Azure + AKS emulator on loopback (issues 3 and 4).
+//! The local cloud: a second Azure cloud on loopback, speaking the real wire formats, so that
+//! kmsflow (or any Azure client that trusts its CA) cannot tell it from Azure except by its
+//! endpoints. It runs standalone (`kmsflow local serve`) or in-process ([`LocalCloud::start`]).
 //!
-//! Nothing is emulated yet; this crate reserves its place in the workspace so the layout of
-//! design.md §2 holds from the first commit.
+//! One HTTPS listener serves:
+//! - Entra: `POST /{tenant}/oauth2/v2.0/token` (client credentials);
+//! - Microsoft Graph: `GET /v1.0/me`;
+//! - ARM: `/subscriptions/...` (resource groups, vaults, identities, role assignments);
+//! - the Key Vault data plane on `{vault}.vault.localhost` (routed by the Host header);
+//! - the admin API on `/_admin/...`.
+//!
+//! State lives in SQLite (WAL) in the state directory, with the generated CA and the cloud's
+//! profile (`profile.json`: endpoints and the operator's credentials).
+
+mod admin;
+pub mod arm;
+mod db;
+mod entra;
+mod error;
+mod faults;
+mod http;
+pub mod keyvault;
+mod state;
+mod tls;
+
+pub use admin::ADMIN_HEADER;
+pub use db::RequestRecord;
+pub use error::LocalCloudError;
+pub use faults::FaultConfig;
+pub use state::{ARM_AUDIENCE, GRAPH_AUDIENCE, VAULT_AUDIENCE, VAULT_SUFFIX};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use db::{Db, Principal};
+use serde::{Deserialize, Serialize};
+use state::{AppState, Shared};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tower_service::Service as _;
+
+/// How to start a local cloud.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    /// 0: the port this state directory used before, or a free one the first time.
+    pub port: u16,
+    /// Lifetime of issued tokens.
+    pub token_lifetime: Duration,
+    /// How long long-running operations take.
+    pub operation_duration: Duration,
+}
+
+impl Config {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            state_dir: state_dir.into(),
+            port: 0,
+            token_lifetime: Duration::from_secs(3599),
+            operation_duration: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The cloud environment the local cloud publishes: what distinguishes it from AzureCloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudProfile {
+    pub name: String,
+    pub resource_manager: String,
+    pub authority_host: String,
+    pub graph: String,
+    pub keyvault_dns_suffix: String,
+    pub arm_audience: String,
+    pub keyvault_audience: String,
+    pub graph_audience: String,
+    pub tenant_id: String,
+    pub default_subscription: String,
+    /// PEM of the CA that signed the server certificate.
+    pub ca_pem: String,
+    pub ca_path: PathBuf,
+    pub admin_key: String,
+    pub operator: OperatorCredentials,
+}
+
+/// The operator principal: an app registration with a client secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+    pub object_id: String,
+}
+
+/// A running local cloud.
+pub struct LocalCloud {
+    profile: CloudProfile,
+    port: u16,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The name of the profile file in the state directory.
+pub const PROFILE_FILE: &str = "profile.json";
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// Reads `k` from meta, or stores `make()` there first.
+fn meta_or(db: &Db, k: &str, make: impl FnOnce() -> String) -> Result<String, LocalCloudError> {
+    if let Some(v) = db.meta(k)? {
+        return Ok(v);
+    }
+    let v = make();
+    db.set_meta(k, &v)?;
+    Ok(v)
+}
+
+impl LocalCloud {
+    /// Starts serving on `127.0.0.1`, creating the state directory's contents on first use.
+    pub async fn start(config: Config) -> Result<LocalCloud, LocalCloudError> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = &config.state_dir;
+        std::fs::create_dir_all(dir).map_err(|e| LocalCloudError::io(dir, e))?;
+        let tls = tls::load_or_create(dir)?;
+        let db = Db::open(&dir.join("localcloud.db"))?;
+
+        let tenant_id = meta_or(&db, "tenant_id", http::new_guid)?;
+        let default_sub = meta_or(&db, "default_subscription", http::new_guid)?;
+        if db.meta("subscriptions")?.is_none() {
+            db.set_meta("subscriptions", &serde_json::json!([default_sub]).to_string())?;
+        }
+        let token_key = meta_or(&db, "token_key", || random_hex(32))?;
+        let admin_key = meta_or(&db, "admin_key", || random_hex(16))?;
+        let operator: OperatorCredentials = serde_json::from_str(&meta_or(&db, "operator", || {
+            serde_json::json!({"client_id": http::new_guid(), "client_secret": random_hex(20), "object_id": http::new_guid()}).to_string()
+        })?)
+        .map_err(|e| LocalCloudError::Corrupt(e.to_string()))?;
+        db.insert_principal(&Principal {
+            object_id: operator.object_id.clone(),
+            client_id: operator.client_id.clone(),
+            secret: Some(operator.client_secret.clone()),
+            kind: "ServicePrincipal".into(),
+            name: "kmsflow-operator".into(),
+            tenant_id: tenant_id.clone(),
+        })?;
+
+        let stored_port = db.meta("port")?.and_then(|p| p.parse::<u16>().ok());
+        let port = if config.port != 0 {
+            config.port
+        } else {
+            stored_port.unwrap_or(0)
+        };
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .map_err(|source| LocalCloudError::Bind { port, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| LocalCloudError::io(dir, e))?;
+        let port = listener.local_addr().map_err(|e| LocalCloudError::io(dir, e))?.port();
+        db.set_meta("port", &port.to_string())?;
+
+        let state: Shared = Arc::new(AppState {
+            db,
+            tenant_id: tenant_id.clone(),
+            port,
+            token_key: token_key.into_bytes(),
+            admin_key: admin_key.clone(),
+            token_lifetime: config.token_lifetime,
+            operation_duration: RwLock::new(config.operation_duration),
+            faults: faults::Faults::default(),
+        });
+        let base = state.base_url();
+        let profile = CloudProfile {
+            name: "local".into(),
+            resource_manager: format!("{base}/"),
+            authority_host: format!("{base}/"),
+            graph: format!("{base}/"),
+            keyvault_dns_suffix: VAULT_SUFFIX.into(),
+            arm_audience: ARM_AUDIENCE.into(),
+            keyvault_audience: VAULT_AUDIENCE.into(),
+            graph_audience: GRAPH_AUDIENCE.into(),
+            tenant_id,
+            default_subscription: default_sub,
+            ca_pem: tls.ca_pem.clone(),
+            ca_path: dir.join(tls::CA_FILE),
+            admin_key,
+            operator,
+        };
+        let profile_json =
+            serde_json::to_string_pretty(&profile).map_err(|e| LocalCloudError::Corrupt(e.to_string()))?;
+        std::fs::write(dir.join(PROFILE_FILE), profile_json)
+            .map_err(|e| LocalCloudError::io(dir.join(PROFILE_FILE), e))?;
+
+        let rustls_config =
+            axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
+                .await
+                .map_err(|e| LocalCloudError::Tls(e.to_string()))?;
+        let app = app(state);
+        let handle = axum_server::Handle::new();
+        let server = axum_server::from_tcp_rustls(listener, rustls_config)
+            .map_err(|source| LocalCloudError::Bind { port, source })?
+            .handle(handle.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = server
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+            {
+                tracing::error!("local cloud stopped: {e}");
+            }
+        });
+        Ok(LocalCloud {
+            profile,
+            port,
+            handle,
+            task,
+        })
+    }
+
+    pub fn profile(&self) -> &CloudProfile {
+        &self.profile
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops serving and waits until the listener is closed.
+    pub async fn shutdown(self) {
+        self.handle.shutdown();
+        let _ = self.task.await;
+    }
+}
+
+/// Reads the profile a local cloud wrote into `state_dir`.
+pub fn read_profile(state_dir: &Path) -> Result<CloudProfile, LocalCloudError> {
+    let path = state_dir.join(PROFILE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| LocalCloudError::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| LocalCloudError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+fn app(state: Shared) -> Router {
+    let keyvault: Router = Router::new().fallback(any(keyvault::handle)).with_state(state.clone());
+    let main: Router = Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route("/v1.0/me", get(entra::me))
+        .route("/subscriptions/{*rest}", any(arm::handle))
+        .merge(admin::router())
+        .with_state(state.clone());
+    let dispatch = move |req: Request| {
+        let mut keyvault = keyvault.clone();
+        let mut main = main.clone();
+        async move {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            let result = if keyvault::vault_of_host(host).is_some() {
+                keyvault.call(req).await
+            } else {
+                main.call(req).await
+            };
+            result.unwrap_or_else(|never| match never {})
+        }
+    };
+    Router::new()
+        .fallback(dispatch)
+        .layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// Request ids, fault injection and the request log, around every request.
+async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let path = req.uri().path().to_string();
+    let caller = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let eligible = !path.starts_with("/_admin") && !path.contains("/oauth2/");
+    let (fault, latency) = if eligible {
+        state.faults.decide()
+    } else {
+        (faults::Fault::None, Duration::ZERO)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let request_id = http::new_guid();
+    let mut response = match fault {
+        faults::Fault::None => next.run(req).await,
+        faults::Fault::Throttle(after) => {
+            let mut r = http::ArmError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "The request is being throttled.",
+            )
+            .into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
+            r
+        }
+        faults::Fault::ServerError(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            http::ArmError::new(
+                status,
+                "InternalServerError",
+                "Encountered internal server error. Please try again.",
+            )
+            .into_response()
+        }
+        faults::Fault::Drop => {
+            let stream = futures_util::stream::once(async {
+                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected)"))
+            });
+            (StatusCode::OK, Body::from_stream(stream)).into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        let h = response.headers_mut();
+        h.insert("x-ms-request-id", v.clone());
+        h.insert("x-ms-correlation-request-id", v.clone());
+        h.insert("x-ms-routing-request-id", v);
+    }
+    let record = RequestRecord {
+        seq: 0,
+        at_ms: http::now_ms(),
+        method,
+        host,
+        path,
+        status: response.status().as_u16(),
+        caller,
+        fault: fault.label().to_string(),
+    };
+    if let Err(e) = state.db.log_request(&record) {
+        tracing::warn!("request log: {e}");
+    }
+    response
+}

@@ -1,0 +1,142 @@
+//! The admin API (`/_admin/...`, authorised by the `x-localcloud-admin` header): the request log,
+//! fault injection, settings, subscriptions, and a test-only export of key material so a test
+//! can check ciphertexts with an independent RSA implementation.
+
+use crate::faults::FaultConfig;
+use crate::http::{json, new_guid, ArmError};
+use crate::keyvault;
+use crate::state::Shared;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json as j;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub const ADMIN_HEADER: &str = "x-localcloud-admin";
+
+/// `Some(401 response)` unless the request carries the admin key.
+fn check(state: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let given = headers
+        .get(ADMIN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    (given != state.admin_key).then(|| {
+        ArmError::new(
+            StatusCode::UNAUTHORIZED,
+            "AdminKeyRequired",
+            format!("send the admin key in {ADMIN_HEADER}"),
+        )
+        .into_response()
+    })
+}
+
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/_admin/requests", get(requests))
+        .route("/_admin/faults", put(set_faults).get(get_faults))
+        .route("/_admin/settings", put(settings))
+        .route("/_admin/subscriptions", post(add_subscription))
+        .route("/_admin/keys/{vault}/{name}/{version}/private", get(private_key))
+}
+
+async fn requests(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    match state.db.requests_after(after) {
+        Ok(list) => json(StatusCode::OK, j!({ "value": list })),
+        Err(e) => ArmError::internal(e).into_response(),
+    }
+}
+
+async fn set_faults(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    match serde_json::from_slice::<FaultConfig>(&body) {
+        Ok(config) => {
+            state.faults.set(config.clone());
+            json(StatusCode::OK, j!(config))
+        }
+        Err(e) => ArmError::bad_request("InvalidFaults", e.to_string()).into_response(),
+    }
+}
+
+async fn get_faults(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    json(StatusCode::OK, j!(state.faults.get()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    operation_duration_ms: Option<u64>,
+}
+
+async fn settings(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    match serde_json::from_slice::<Settings>(&body) {
+        Ok(s) => {
+            if let (Some(ms), Ok(mut d)) = (s.operation_duration_ms, state.operation_duration.write()) {
+                *d = Duration::from_millis(ms);
+            }
+            json(
+                StatusCode::OK,
+                j!({"operation_duration_ms": state.operation_duration().as_millis() as u64}),
+            )
+        }
+        Err(e) => ArmError::bad_request("InvalidSettings", e.to_string()).into_response(),
+    }
+}
+
+/// Adds a subscription (a new GUID unless `{"id": ...}` names one).
+async fn add_subscription(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let wanted: serde_json::Value = serde_json::from_slice(&body).unwrap_or(j!({}));
+    let id = wanted["id"].as_str().map(str::to_string).unwrap_or_else(new_guid);
+    let result = crate::arm::groups::subscriptions(&state).and_then(|mut subs| {
+        if !subs.iter().any(|s| s.eq_ignore_ascii_case(&id)) {
+            subs.push(id.clone());
+        }
+        state
+            .db
+            .set_meta("subscriptions", &j!(subs).to_string())
+            .map_err(ArmError::from)
+    });
+    match result {
+        Ok(()) => json(StatusCode::OK, j!({"id": id})),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn private_key(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((vault, name, version)): Path<(String, String, String)>,
+) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    match keyvault::private_key(&state, &vault, &name, &version) {
+        Ok(der) => json(StatusCode::OK, j!({"pkcs8_der": B64.encode(der)})),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,306 @@
+//! The local cloud's state: one SQLite database in WAL mode, so it survives a restart of the
+//! local cloud and a `kill -9` at any point (every request's writes are one transaction).
+//!
+//! Resources are stored as the JSON documents ARM returns, keyed by their lowercased id; keys
+//! keep their private material (PKCS#8 DER) beside the public document.
+
+use crate::error::LocalCloudError;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS principals (
+    object_id TEXT PRIMARY KEY, client_id TEXT NOT NULL UNIQUE, secret TEXT,
+    kind TEXT NOT NULL, name TEXT NOT NULL, tenant_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS resources_type ON resources(type, name);
+CREATE TABLE IF NOT EXISTS keys (
+    vault TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,
+    doc TEXT NOT NULL, private_der BLOB, PRIMARY KEY (vault, name, version));
+CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, method TEXT NOT NULL,
+    host TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, caller TEXT NOT NULL,
+    fault TEXT NOT NULL);
+";
+
+/// A principal that can hold roles and (for apps) obtain tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub object_id: String,
+    pub client_id: String,
+    /// Client secret for client-credential apps; managed identities have none.
+    pub secret: Option<String>,
+    /// `ServicePrincipal` (apps and managed identities) or `User`.
+    pub kind: String,
+    pub name: String,
+    pub tenant_id: String,
+}
+
+/// One stored key version.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub vault: String,
+    pub name: String,
+    pub version: String,
+    pub seq: i64,
+    /// The `KeyBundle` JSON (public parts only).
+    pub doc: Value,
+    pub private_der: Option<Vec<u8>>,
+}
+
+/// One request as the log keeps it: never a body, never a header value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestRecord {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub status: u16,
+    pub caller: String,
+    pub fault: String,
+}
+
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+pub type DbResult<T> = Result<T, rusqlite::Error>;
+
+fn parse(doc: String) -> DbResult<Value> {
+    serde_json::from_str(&doc).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self, LocalCloudError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Db { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one transaction.
+    pub fn tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> DbResult<T>) -> DbResult<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn meta(&self, k: &str) -> DbResult<Option<String>> {
+        self.conn()
+            .query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+            .optional()
+    }
+
+    pub fn set_meta(&self, k: &str, v: &str) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO meta (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = ?2",
+                [k, v],
+            )
+            .map(drop)
+    }
+
+    pub fn insert_principal(&self, p: &Principal) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO principals (object_id, client_id, secret, kind, name, tenant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![p.object_id, p.client_id, p.secret, p.kind, p.name, p.tenant_id],
+            )
+            .map(drop)
+    }
+
+    fn principal_where(&self, column: &str, value: &str) -> DbResult<Option<Principal>> {
+        let sql =
+            format!("SELECT object_id, client_id, secret, kind, name, tenant_id FROM principals WHERE {column} = ?1");
+        self.conn()
+            .query_row(&sql, [value], |r| {
+                Ok(Principal {
+                    object_id: r.get(0)?,
+                    client_id: r.get(1)?,
+                    secret: r.get(2)?,
+                    kind: r.get(3)?,
+                    name: r.get(4)?,
+                    tenant_id: r.get(5)?,
+                })
+            })
+            .optional()
+    }
+
+    pub fn principal_by_client_id(&self, client_id: &str) -> DbResult<Option<Principal>> {
+        self.principal_where("client_id", client_id)
+    }
+
+    pub fn principal_by_object_id(&self, object_id: &str) -> DbResult<Option<Principal>> {
+        self.principal_where("object_id", object_id)
+    }
+
+    pub fn resource(&self, id: &str) -> DbResult<Option<Value>> {
+        let doc: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT doc FROM resources WHERE id = ?1",
+                [id.to_ascii_lowercase()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        doc.map(parse).transpose()
+    }
+
+    pub fn put_resource(&self, id: &str, rtype: &str, name: &str, doc: &Value) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO resources (id, type, name, doc) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET doc = ?4",
+                params![
+                    id.to_ascii_lowercase(),
+                    rtype.to_ascii_lowercase(),
+                    name.to_ascii_lowercase(),
+                    doc.to_string()
+                ],
+            )
+            .map(drop)
+    }
+
+    /// Resources of `rtype` whose id starts with `prefix` (both case-insensitive), by id.
+    pub fn resources(&self, rtype: &str, prefix: &str) -> DbResult<Vec<Value>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT doc FROM resources WHERE type = ?1 AND substr(id, 1, length(?2)) = ?2 ORDER BY id")?;
+        let rows = stmt.query_map([rtype.to_ascii_lowercase(), prefix.to_ascii_lowercase()], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|r| r.and_then(parse)).collect()
+    }
+
+    /// Resources of `rtype` named `name` anywhere (for globally unique names such as vaults).
+    pub fn resources_named(&self, rtype: &str, name: &str) -> DbResult<Vec<Value>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT doc FROM resources WHERE type = ?1 AND name = ?2")?;
+        let rows = stmt.query_map([rtype.to_ascii_lowercase(), name.to_ascii_lowercase()], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|r| r.and_then(parse)).collect()
+    }
+
+    pub fn put_key(&self, k: &KeyRecord) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO keys (vault, name, version, seq, doc, private_der) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(vault, name, version) DO UPDATE SET doc = ?5",
+                params![
+                    k.vault.to_ascii_lowercase(),
+                    k.name.to_ascii_lowercase(),
+                    k.version,
+                    k.seq,
+                    k.doc.to_string(),
+                    k.private_der
+                ],
+            )
+            .map(drop)
+    }
+
+    /// Every version of key `name` in `vault`, oldest first.
+    pub fn key_versions(&self, vault: &str, name: &str) -> DbResult<Vec<KeyRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT vault, name, version, seq, doc, private_der FROM keys WHERE vault = ?1 AND name = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([vault.to_ascii_lowercase(), name.to_ascii_lowercase()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, String>(4)?,
+                r.get(5)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (vault, name, version, seq, doc, private_der) = r?;
+            Ok(KeyRecord {
+                vault,
+                name,
+                version,
+                seq,
+                doc: parse(doc)?,
+                private_der,
+            })
+        })
+        .collect()
+    }
+
+    /// Names of the keys in `vault`.
+    pub fn key_names(&self, vault: &str) -> DbResult<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT DISTINCT name FROM keys WHERE vault = ?1 ORDER BY name")?;
+        let rows = stmt.query_map([vault.to_ascii_lowercase()], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    pub fn next_key_seq(&self) -> DbResult<i64> {
+        self.conn()
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM keys", [], |r| r.get(0))
+    }
+
+    pub fn operation(&self, id: &str) -> DbResult<Option<Value>> {
+        let doc: Option<String> = self
+            .conn()
+            .query_row("SELECT doc FROM operations WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        doc.map(parse).transpose()
+    }
+
+    pub fn put_operation(&self, id: &str, doc: &Value) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO operations (id, doc) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET doc = ?2",
+                params![id, doc.to_string()],
+            )
+            .map(drop)
+    }
+
+    pub fn log_request(&self, r: &RequestRecord) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO requests (at_ms, method, host, path, status, caller, fault) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.at_ms, r.method, r.host, r.path, r.status, r.caller, r.fault],
+            )
+            .map(drop)
+    }
+
+    /// Requests logged after `seq`, oldest first.
+    pub fn requests_after(&self, seq: i64) -> DbResult<Vec<RequestRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at_ms, method, host, path, status, caller, fault FROM requests WHERE seq > ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([seq], |r| {
+            Ok(RequestRecord {
+                seq: r.get(0)?,
+                at_ms: r.get(1)?,
+                method: r.get(2)?,
+                host: r.get(3)?,
+                path: r.get(4)?,
+                status: r.get(5)?,
+                caller: r.get(6)?,
+                fault: r.get(7)?,
+            })
+        })?;
+        rows.collect()
+    }
+}

@@ -1,0 +1,48 @@
+//! What every handler shares: the database, the cloud's identity (tenant, endpoints), the token
+//! signing key, and run-time switches (operation duration, faults).
+
+use crate::db::Db;
+use crate::faults::Faults;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The well-known audiences of the local cloud (the `aud` of its tokens, and the scopes clients
+/// request with `/.default` appended).
+pub const ARM_AUDIENCE: &str = "https://management.localhost";
+pub const VAULT_AUDIENCE: &str = "https://vault.localhost";
+pub const GRAPH_AUDIENCE: &str = "https://graph.localhost";
+/// The DNS suffix of vault hosts: `{vault}.vault.localhost`.
+pub const VAULT_SUFFIX: &str = "vault.localhost";
+
+pub struct AppState {
+    pub db: Db,
+    pub tenant_id: String,
+    pub port: u16,
+    pub token_key: Vec<u8>,
+    pub admin_key: String,
+    pub token_lifetime: Duration,
+    pub operation_duration: RwLock<Duration>,
+    pub faults: Faults,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// `https://localhost:{port}`: ARM, Entra, Graph and the admin API.
+    pub fn base_url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// `https://{vault}.vault.localhost:{port}`.
+    pub fn vault_url(&self, vault: &str) -> String {
+        format!("https://{}.{VAULT_SUFFIX}:{}", vault.to_ascii_lowercase(), self.port)
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}/{}/v2.0", self.base_url(), self.tenant_id)
+    }
+
+    pub fn operation_duration(&self) -> Duration {
+        self.operation_duration.read().map(|d| *d).unwrap_or_default()
+    }
+}

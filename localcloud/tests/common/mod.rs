@@ -1,0 +1,238 @@
+//! Test helpers: a local cloud in a temporary directory, and clients that reach it the way an
+//! Azure client would — HTTPS trusting its CA, `*.localhost` resolved to loopback, tokens from
+//! its Entra endpoint through `azure_identity`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::{ClientOptions, Transport};
+use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use kmsflow_localcloud::{CloudProfile, Config, LocalCloud, ADMIN_HEADER};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Resolves every `*.localhost` name (and `localhost`) to 127.0.0.1, as RFC 6761 allows.
+struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let ok = name.as_str() == "localhost" || name.as_str().ends_with(".localhost");
+        Box::pin(async move {
+            if ok {
+                let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+                Ok(addrs)
+            } else {
+                Err("only *.localhost resolves in tests".into())
+            }
+        })
+    }
+}
+
+pub fn http_client(profile: &CloudProfile) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(profile.ca_pem.as_bytes()).unwrap())
+        .dns_resolver(Arc::new(Loopback))
+        .build()
+        .unwrap()
+}
+
+pub struct Cloud {
+    pub dir: tempfile::TempDir,
+    pub cloud: Option<LocalCloud>,
+    pub profile: CloudProfile,
+    pub http: reqwest::Client,
+    pub arm_token: String,
+    pub kv_token: String,
+}
+
+pub async fn start() -> Cloud {
+    let dir = tempfile::tempdir().unwrap();
+    start_in(dir).await
+}
+
+pub async fn start_in(dir: tempfile::TempDir) -> Cloud {
+    let cloud = LocalCloud::start(Config::new(dir.path()))
+        .await
+        .expect("local cloud starts");
+    let profile = cloud.profile().clone();
+    let http = http_client(&profile);
+    let credential = credential(&profile, &http, &profile.operator.client_secret);
+    let arm_token = token(&credential, &profile.arm_audience).await;
+    let kv_token = token(&credential, &profile.keyvault_audience).await;
+    Cloud {
+        dir,
+        cloud: Some(cloud),
+        profile,
+        http,
+        arm_token,
+        kv_token,
+    }
+}
+
+/// The production credential type, pointed at the local cloud's Entra endpoint.
+pub fn credential(profile: &CloudProfile, http: &reqwest::Client, secret: &str) -> Arc<ClientSecretCredential> {
+    let mut custom = CustomConfiguration::default();
+    custom.authority_host = profile.authority_host.clone();
+    let client_options = ClientOptions {
+        transport: Some(Transport::new(Arc::new(http.clone()))),
+        cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
+        ..Default::default()
+    };
+    let options = ClientSecretCredentialOptions { client_options };
+    ClientSecretCredential::new(
+        &profile.tenant_id,
+        profile.operator.client_id.clone(),
+        Secret::new(secret.to_string()),
+        Some(options),
+    )
+    .unwrap()
+}
+
+pub async fn token(credential: &Arc<ClientSecretCredential>, audience: &str) -> String {
+    let scope = format!("{audience}/.default");
+    credential
+        .get_token(&[&scope], None)
+        .await
+        .expect("token")
+        .token
+        .secret()
+        .to_string()
+}
+
+impl Cloud {
+    pub fn sub(&self) -> &str {
+        &self.profile.default_subscription
+    }
+
+    pub fn rg_id(&self, rg: &str) -> String {
+        format!("/subscriptions/{}/resourceGroups/{rg}", self.sub())
+    }
+
+    /// An ARM request with the operator's token; returns status and JSON body.
+    pub async fn arm(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.arm_with(&self.arm_token, method, path, body).await
+    }
+
+    pub async fn arm_with(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{}{}{sep}api-version=2025-05-01",
+            self.profile.resource_manager.trim_end_matches('/'),
+            path
+        );
+        let mut req = self.http.request(method, url).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A Key Vault data-plane request on `vault` with the operator's vault token.
+    pub async fn kv(&self, method: Method, vault: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.kv_with(Some(&self.kv_token), method, vault, path, body).await.0
+    }
+
+    pub async fn kv_with(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        vault: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> ((StatusCode, Value), reqwest::header::HeaderMap) {
+        let url = format!(
+            "https://{vault}.{}:{}{path}?api-version=7.5",
+            self.profile.keyvault_dns_suffix,
+            self.port()
+        );
+        let mut req = self.http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        ((status, serde_json::from_str(&text).unwrap_or(Value::Null)), headers)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.profile
+            .resource_manager
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let url = format!("{}{}", self.profile.resource_manager.trim_end_matches('/'), path);
+        let mut req = self
+            .http
+            .request(method, url)
+            .header(ADMIN_HEADER, &self.profile.admin_key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn resource_group(&self, rg: &str) {
+        let (status, _) = self
+            .arm(
+                Method::PUT,
+                &self.rg_id(rg),
+                Some(serde_json::json!({"location": "westeurope"})),
+            )
+            .await;
+        assert!(status.is_success(), "create rg {rg}: {status}");
+    }
+
+    /// Creates a vault (access-policy flavour unless `rbac`) and returns its id.
+    pub async fn vault(&self, rg: &str, name: &str, rbac: bool, extra: Value) -> String {
+        let id = format!("{}/providers/Microsoft.KeyVault/vaults/{name}", self.rg_id(rg));
+        let mut props = serde_json::json!({
+            "tenantId": self.profile.tenant_id, "sku": {"family": "A", "name": "standard"},
+            "enableRbacAuthorization": rbac, "accessPolicies": [],
+        });
+        if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, body) = self
+            .arm(
+                Method::PUT,
+                &id,
+                Some(serde_json::json!({"location": "westeurope", "properties": props})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create vault {name}: {body}");
+        id
+    }
+
+    /// Gives the operator every key permission on an access-policy vault.
+    pub async fn operator_policy(&self, vault_id: &str, keys: &[&str]) {
+        let body = serde_json::json!({"properties": {"accessPolicies": [{
+            "tenantId": self.profile.tenant_id, "objectId": self.profile.operator.object_id,
+            "permissions": {"keys": keys},
+        }]}});
+        let (status, resp) = self
+            .arm(Method::PUT, &format!("{vault_id}/accessPolicies/add"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{resp}");
+    }
+}

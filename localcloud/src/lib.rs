@@ -173,6 +173,7 @@ impl LocalCloud {
             port,
             token_key: token_key.into_bytes(),
             admin_key: admin_key.clone(),
+            ca_pem: tls.ca_pem.clone(),
             token_lifetime: config.token_lifetime,
             operation_duration: RwLock::new(config.operation_duration),
             faults: faults::Faults::default(),

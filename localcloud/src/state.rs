@@ -20,6 +20,8 @@ pub struct AppState {
     pub port: u16,
     pub token_key: Vec<u8>,
     pub admin_key: String,
+    /// PEM of the local CA (written into the kubeconfigs the clusters hand out).
+    pub ca_pem: String,
     pub token_lifetime: Duration,
     pub operation_duration: RwLock<Duration>,
     pub faults: Faults,

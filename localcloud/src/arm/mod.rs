@@ -1,6 +1,7 @@
 //! Azure Resource Manager: one handler for every `/subscriptions/...` path, which parses the path
 //! case-insensitively (as ARM does) and hands it to the resource provider that owns it.
 
+pub mod clusters;
 pub mod groups;
 pub mod identities;
 pub mod roles;
@@ -147,6 +148,14 @@ async fn route(state: &Shared, method: Method, uri: &Uri, headers: HeaderMap, bo
         )),
         ["subscriptions", _, "resourcegroups"] => groups::list(state, &req, &sub),
         ["subscriptions", _, "resourcegroups", _] => groups::handle(state, &req, &sub, &req.segs[3]),
+        ["subscriptions", _, "providers", "microsoft.containerservice", "managedclusters"]
+            if req.method == Method::GET =>
+        {
+            clusters::list(state, &format!("/subscriptions/{sub}/"))
+        }
+        ["subscriptions", _, "providers", "microsoft.containerservice", "locations", _, kind @ ("operations" | "operationresults"), _] => {
+            clusters::operation(state, &req, kind, &req.segs[7])
+        }
         ["subscriptions", _, "providers", "microsoft.keyvault", "checknameavailability"] => {
             vaults::check_name(state, &req)
         }
@@ -163,6 +172,9 @@ async fn route(state: &Shared, method: Method, uri: &Uri, headers: HeaderMap, bo
             let rest: Vec<String> = lower.iter().skip(8).cloned().collect();
             match (*ns, *ty) {
                 ("microsoft.keyvault", "vaults") => vaults::handle(state, &req, &scope, name.as_deref(), &rest).await,
+                ("microsoft.containerservice", "managedclusters") => {
+                    clusters::handle(state, &req, &scope, name.as_deref(), &rest).await
+                }
                 ("microsoft.managedidentity", "userassignedidentities") => {
                     identities::handle(state, &req, &scope, name.as_deref(), &rest).await
                 }

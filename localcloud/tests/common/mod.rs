@@ -236,3 +236,109 @@ impl Cloud {
         assert_eq!(status, StatusCode::OK, "{resp}");
     }
 }
+
+/// What a KMS-ready resource group holds: an identity with encrypt/decrypt on a public vault key.
+pub struct KmsSetup {
+    pub identity: String,
+    pub principal: String,
+    pub vault: String,
+    pub key_id: String,
+}
+
+impl Cloud {
+    pub async fn identity(&self, rg: &str, name: &str) -> (String, String) {
+        let id = format!(
+            "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}",
+            self.rg_id(rg)
+        );
+        let (status, body) = self
+            .arm(Method::PUT, &id, Some(serde_json::json!({"location": "westeurope"})))
+            .await;
+        assert!(status.is_success(), "{body}");
+        (id, body["properties"]["principalId"].as_str().unwrap().to_string())
+    }
+
+    /// Creates a key in `vault_name` (operator needs create) and returns its versioned id.
+    pub async fn key(&self, vault_name: &str, key: &str, kty: &str) -> String {
+        let (status, body) = self
+            .kv(
+                Method::POST,
+                vault_name,
+                &format!("/keys/{key}/create"),
+                Some(serde_json::json!({"kty": kty})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["key"]["kid"].as_str().unwrap().to_string()
+    }
+
+    /// rg1 with an identity that may encrypt/decrypt with an RSA key of a public vault.
+    pub async fn kms_setup(&self, vault_name: &str) -> KmsSetup {
+        self.resource_group("rg1").await;
+        let (identity, principal) = self.identity("rg1", "aks-kms").await;
+        let vault = self.vault("rg1", vault_name, false, serde_json::json!({})).await;
+        self.operator_policy(&vault, &["create", "get", "list"]).await;
+        let key_id = self.key(vault_name, "etcd", "RSA").await;
+        self.policy(&vault, &principal, &["encrypt", "decrypt"]).await;
+        KmsSetup {
+            identity,
+            principal,
+            vault,
+            key_id,
+        }
+    }
+
+    pub async fn policy(&self, vault_id: &str, object_id: &str, keys: &[&str]) {
+        let body = serde_json::json!({"properties": {"accessPolicies": [{
+            "tenantId": self.profile.tenant_id, "objectId": object_id, "permissions": {"keys": keys}}]}});
+        let (status, resp) = self
+            .arm(Method::PUT, &format!("{vault_id}/accessPolicies/add"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{resp}");
+    }
+
+    pub fn cluster_id(&self, name: &str) -> String {
+        format!(
+            "{}/providers/Microsoft.ContainerService/managedClusters/{name}",
+            self.rg_id("rg1")
+        )
+    }
+
+    /// Polls the cluster until its provisioning state is terminal; returns the final document.
+    pub async fn wait_cluster(&self, id: &str) -> Value {
+        for _ in 0..100 {
+            let (status, doc) = self.arm(Method::GET, id, None).await;
+            assert_eq!(status, StatusCode::OK, "{doc}");
+            let state = doc["properties"]["provisioningState"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if ["Succeeded", "Failed", "Canceled"].contains(&state.as_str()) {
+                return doc;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("cluster {id} never settled");
+    }
+}
+
+/// A cluster PUT body.
+pub fn cluster_body(identity: Option<&str>, version: &str, vnet: bool, kms: Option<Value>) -> Value {
+    let mut body = serde_json::json!({
+        "location": "westeurope",
+        "properties": {"kubernetesVersion": version, "dnsPrefix": "aks",
+            "apiServerAccessProfile": {"enableVnetIntegration": vnet}},
+    });
+    body["identity"] = match identity {
+        Some(id) => serde_json::json!({"type": "UserAssigned", "userAssignedIdentities": {id: {}}}),
+        None => serde_json::json!({"type": "SystemAssigned"}),
+    };
+    if let Some(kms) = kms {
+        body["properties"]["securityProfile"] = serde_json::json!({"azureKeyVaultKms": kms});
+    }
+    body
+}
+
+pub fn public_kms(key_id: &str) -> Value {
+    serde_json::json!({"enabled": true, "keyId": key_id, "keyVaultNetworkAccess": "Public", "keyVaultResourceId": ""})
+}

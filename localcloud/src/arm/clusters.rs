@@ -1,0 +1,658 @@
+//! `Microsoft.ContainerService/managedClusters`: create, GET, whole-document PUT with `eTag` /
+//! `If-Match`, tags PATCH, `listClusterAdminCredential`, upgrades one minor version at a time,
+//! long-running operations, and the AKS rules of the KMS feature (azure-reference.md §1, §7).
+//!
+//! Operations complete lazily: every access first settles operations whose time has come, so
+//! nothing runs in the background and a restart of the local cloud loses nothing.
+
+use super::{location_of, method_not_allowed, tracked, Req, Scope};
+use crate::http::{json, new_guid, now_ms, now_rfc3339, ArmError, ArmResult};
+use crate::keyvault::{self, KvCaller, Origin};
+use crate::state::{Shared, VAULT_SUFFIX};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use serde_json::{json as j, Value};
+
+pub const TYPE: &str = "Microsoft.ContainerService/ManagedClusters";
+const STORE_TYPE: &str = "Microsoft.ContainerService/managedClusters";
+
+/// Kubernetes minor versions this cloud offers, with their latest patch.
+pub const VERSIONS: &[(u32, u32)] = &[
+    (25, 16),
+    (26, 15),
+    (27, 16),
+    (28, 15),
+    (29, 14),
+    (30, 12),
+    (31, 8),
+    (32, 4),
+    (33, 1),
+];
+
+/// Whether `state` is terminal.
+fn terminal(state: &str) -> bool {
+    matches!(state, "Succeeded" | "Failed" | "Canceled")
+}
+
+/// `(minor, patch)` of a `1.x[.y]` version this cloud supports.
+pub fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split('.');
+    if parts.next()? != "1" {
+        return None;
+    }
+    let minor: u32 = parts.next()?.parse().ok()?;
+    let latest = VERSIONS.iter().find(|(m, _)| *m == minor)?.1;
+    let patch = match parts.next() {
+        Some(p) => p.parse().ok().filter(|p| *p <= latest)?,
+        None => latest,
+    };
+    parts.next().is_none().then_some((minor, patch))
+}
+
+fn bad(message: impl Into<String>) -> ArmError {
+    ArmError::bad_request("BadRequest", message)
+}
+
+/// `(vault, key, version)` of a versioned key id on this cloud, per `az aks`'s validator plus
+/// the legacy feature's need for a version.
+fn parse_key_id(state: &Shared, key_id: &str) -> Result<(String, String, String), ArmError> {
+    let invalid = || {
+        ArmError::bad_request(
+            "AzureKeyVaultKmsInvalidKeyId",
+            format!("The key id '{key_id}' is not a valid versioned Key Vault key id: expected https://{{vault}}.{VAULT_SUFFIX}:{}/keys/{{name}}/{{version}}.", state.port),
+        )
+    };
+    let rest = key_id.strip_prefix("https://").ok_or_else(invalid)?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    if segs.len() != 4 || segs[1] != "keys" || segs[3].is_empty() {
+        return Err(invalid());
+    }
+    let vault = keyvault::vault_of_host(segs[0]).ok_or_else(invalid)?;
+    Ok((vault, segs[2].to_string(), segs[3].to_string()))
+}
+
+/// Settles the cluster's operation if its time has come; returns the current document.
+pub fn settle(state: &Shared, id: &str) -> Result<Option<Value>, ArmError> {
+    let Some(mut doc) = state.db.resource(id)? else {
+        return Ok(None);
+    };
+    let Some(op_id) = doc["properties"]["kmsflowOperation"].as_str().map(str::to_string) else {
+        return Ok(Some(doc));
+    };
+    let Some(mut op) = state.db.operation(&op_id)? else {
+        return Ok(Some(doc));
+    };
+    if op["status"] != "InProgress" || op["completesAtMs"].as_i64().unwrap_or(0) > now_ms() {
+        return Ok(Some(doc));
+    }
+    let failure = op.get("failWith").cloned().filter(|f| f.is_object());
+    let outcome = if failure.is_some() { "Failed" } else { "Succeeded" };
+    op["status"] = j!(outcome);
+    op["endTime"] = j!(now_rfc3339());
+    if let Some(error) = failure {
+        op["error"] = error;
+    }
+    let p = &mut doc["properties"];
+    p["provisioningState"] = j!(outcome);
+    if outcome == "Succeeded" {
+        let version = p["kubernetesVersion"].clone();
+        p["currentKubernetesVersion"] = resolve_patch(&version);
+        if let Some(pools) = p["agentPoolProfiles"].as_array_mut() {
+            for pool in pools {
+                pool["currentOrchestratorVersion"] = resolve_patch(&pool["orchestratorVersion"]);
+                pool["provisioningState"] = j!("Succeeded");
+            }
+        }
+    }
+    if let Some(obj) = p.as_object_mut() {
+        obj.remove("kmsflowOperation");
+    }
+    state.db.tx(|tx| {
+        tx.execute(
+            "UPDATE operations SET doc = ?2 WHERE id = ?1",
+            rusqlite::params![op_id, op.to_string()],
+        )?;
+        tx.execute(
+            "UPDATE resources SET doc = ?2 WHERE id = ?1",
+            rusqlite::params![id.to_ascii_lowercase(), doc.to_string()],
+        )?;
+        Ok(())
+    })?;
+    Ok(Some(doc))
+}
+
+fn resolve_patch(version: &Value) -> Value {
+    version
+        .as_str()
+        .and_then(|v| parse_version(v).map(|(m, p)| j!(format!("1.{m}.{p}"))))
+        .unwrap_or_else(|| version.clone())
+}
+
+fn operation_url(state: &Shared, sub: &str, location: &str, op_id: &str, kind: &str) -> String {
+    format!("{}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}/{kind}/{op_id}?api-version=2025-10-01", state.base_url())
+}
+
+/// GET of an operation's status (`operations/{id}`) or result (`operationresults/{id}`).
+pub fn operation(state: &Shared, req: &Req, kind: &str, op_id: &str) -> ArmResult {
+    if req.method != Method::GET {
+        return Err(method_not_allowed(req));
+    }
+    let op = state.db.operation(op_id)?.ok_or_else(|| {
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("Operation {op_id} not found."),
+        )
+    })?;
+    let op = match op["resourceId"].as_str() {
+        Some(id) => {
+            settle(state, id)?;
+            state.db.operation(op_id)?.unwrap_or(op)
+        }
+        None => op,
+    };
+    let done = op["status"] != "InProgress";
+    if kind == "operationresults" {
+        return Ok(json(
+            if done {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::ACCEPTED
+            },
+            j!(null),
+        ));
+    }
+    let mut body = j!({"name": op_id, "status": op["status"], "startTime": op["startTime"]});
+    for k in ["endTime", "error"] {
+        if !op[k].is_null() {
+            body[k] = op[k].clone();
+        }
+    }
+    let mut response = json(StatusCode::OK, body);
+    if !done {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(retry_after(state)));
+    }
+    Ok(response)
+}
+
+fn retry_after(state: &Shared) -> u64 {
+    state.operation_duration().as_secs().clamp(1, 600)
+}
+
+fn in_progress(current: &str) -> ArmError {
+    ArmError::conflict(
+        "OperationNotAllowed",
+        format!("Operation is not allowed: Another operation ({current}) is in progress, please wait for it to finish before starting a new operation. See https://aka.ms/aks-pending-operation for more details"),
+    )
+}
+
+pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&str>, rest: &[String]) -> ArmResult {
+    let Some(name) = name else {
+        return if req.method == Method::GET {
+            let prefix = format!(
+                "/subscriptions/{}/resourcegroups/{}/providers/{STORE_TYPE}/",
+                scope.sub, scope.rg
+            );
+            list(state, &prefix)
+        } else {
+            Err(method_not_allowed(req))
+        };
+    };
+    let id = scope.resource_id(STORE_TYPE, name);
+    let existing = settle(state, &id)?;
+    let not_found = || ArmError::not_found(STORE_TYPE, name, scope.rg);
+    match (
+        rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+        &req.method,
+    ) {
+        ([], &Method::GET) => existing
+            .map(|d| with_etag(json(StatusCode::OK, public(&d)), &d))
+            .ok_or_else(not_found),
+        ([], &Method::PUT) => put(state, req, scope, name, &id, existing).await,
+        ([], &Method::PATCH) => {
+            let mut doc = existing.ok_or_else(not_found)?;
+            let body = req.json()?;
+            if let Some(tags) = body.get("tags") {
+                doc["tags"] = tags.clone();
+            }
+            doc["eTag"] = j!(new_guid());
+            state.db.put_resource(&id, STORE_TYPE, name, &doc)?;
+            Ok(with_etag(json(StatusCode::OK, public(&doc)), &doc))
+        }
+        (["listclusteradmincredential"], &Method::POST) => {
+            let doc = existing.ok_or_else(not_found)?;
+            Ok(json(
+                StatusCode::OK,
+                j!({"kubeconfigs": [{"name": "clusterAdmin", "value": kubeconfig(state, &doc)}]}),
+            ))
+        }
+        _ => Err(method_not_allowed(req)),
+    }
+}
+
+/// Clusters under `prefix` (a subscription or resource group), settled.
+pub fn list(state: &Shared, prefix: &str) -> ArmResult {
+    let mut out = Vec::new();
+    for doc in state.db.resources(STORE_TYPE, prefix)? {
+        let id = doc["id"].as_str().unwrap_or_default().to_string();
+        if let Some(settled) = settle(state, &id)? {
+            out.push(public(&settled));
+        }
+    }
+    Ok(json(StatusCode::OK, j!({ "value": out })))
+}
+
+/// The document without the emulator's private fields.
+fn public(doc: &Value) -> Value {
+    let mut d = doc.clone();
+    if let Some(p) = d["properties"].as_object_mut() {
+        p.remove("kmsflowOperation");
+        p.remove("kmsflowAdminToken");
+    }
+    d
+}
+
+fn with_etag(mut response: Response, doc: &Value) -> Response {
+    if let Some(Ok(v)) = doc["eTag"].as_str().map(|e| HeaderValue::from_str(&format!("\"{e}\""))) {
+        response.headers_mut().insert("etag", v);
+    }
+    response
+}
+
+/// A kubeconfig for the cluster's API server, base64 as `CredentialResults` carries it.
+fn kubeconfig(state: &Shared, doc: &Value) -> String {
+    let name = doc["name"].as_str().unwrap_or_default();
+    let server = format!(
+        "https://127.0.0.1:{}/k8s{}",
+        state.port,
+        doc["id"].as_str().unwrap_or_default().to_ascii_lowercase()
+    );
+    let ca = base64::engine::general_purpose::STANDARD.encode(state.ca_pem.as_bytes());
+    let token = doc["properties"]["kmsflowAdminToken"].as_str().unwrap_or_default();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {name}-admin\n  context:\n    cluster: {name}\n    user: clusterAdmin_{name}\ncurrent-context: {name}-admin\nusers:\n- name: clusterAdmin_{name}\n  user:\n    token: {token}\n"
+    );
+    base64::engine::general_purpose::STANDARD.encode(yaml)
+}
+
+/// The `azureKeyVaultKms` block, if enabled.
+fn kms_of(doc: &Value) -> Option<&Value> {
+    let kms = &doc["properties"]["securityProfile"]["azureKeyVaultKms"];
+    (kms["enabled"] == j!(true)).then_some(kms)
+}
+
+async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str, existing: Option<Value>) -> ArmResult {
+    if let Some(doc) = &existing {
+        let current = doc["properties"]["provisioningState"].as_str().unwrap_or("Succeeded");
+        if !terminal(current) {
+            return Err(in_progress(current));
+        }
+    }
+    let if_match = req
+        .headers
+        .get("if-match")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_matches('"').to_string());
+    let if_none_match = req.headers.get("if-none-match").and_then(|v| v.to_str().ok());
+    match (&existing, if_match, if_none_match) {
+        (Some(_), _, Some("*")) => return Err(precondition("The cluster already exists (If-None-Match: *).")),
+        (Some(doc), Some(tag), _) if tag != "*" && doc["eTag"].as_str() != Some(tag.as_str()) => {
+            return Err(precondition(
+                "The eTag in If-Match does not match the cluster's current eTag; GET it again.",
+            ))
+        }
+        (None, Some(_), _) => return Err(precondition("If-Match was given but the cluster does not exist.")),
+        _ => {}
+    }
+    let valid_name = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if !valid_name {
+        return Err(ArmError::bad_request("InvalidResourceName", format!("Resource name {name} is invalid: 1-63 letters, digits, '-' and '_', starting and ending with a letter or digit.")));
+    }
+    let body = req.json()?;
+    let location = location_of(&body)?;
+    let p = &body["properties"];
+    let version = p["kubernetesVersion"].as_str().map(str::to_string).or_else(|| {
+        existing
+            .as_ref()
+            .and_then(|d| d["properties"]["kubernetesVersion"].as_str().map(str::to_string))
+    });
+    let version = version.unwrap_or_else(|| "1.30".into());
+    let (minor, _) = parse_version(&version).ok_or_else(|| {
+        ArmError::bad_request("VersionNotSupported", format!("Version {version} is not supported in this region. Please use [az aks get-versions] command to get the supported version list in this region."))
+    })?;
+    let identity = identity_of(state, &body)?;
+    if let Some(old) = &existing {
+        let current = old["properties"]["currentKubernetesVersion"].as_str().unwrap_or("1.30");
+        let (old_minor, _) = parse_version(current).unwrap_or((30, 0));
+        if minor < old_minor {
+            return Err(ArmError::bad_request(
+                "NotAllowedDowngrade",
+                format!("Downgrading from {current} to {version} is not allowed."),
+            ));
+        }
+        if minor > old_minor + 1 {
+            return Err(ArmError::bad_request(
+                "UpgradeFailed",
+                format!("Upgrading Kubernetes version {current} to {version} is not allowed. Available upgrades: 1.{}. Minor versions cannot be skipped.", old_minor + 1),
+            ));
+        }
+        if minor >= 27 && old_minor < 27 && kms_of(old).is_some() {
+            return Err(ArmError::bad_request(
+                "UpgradeBlockedByKmsV1",
+                format!("Upgrading a cluster with Azure Key Vault KMS enabled from {current} to {version} is blocked: disable KMS, rewrite all secrets, upgrade, then enable KMS again (KMS v2 starts at 1.27)."),
+            ));
+        }
+    }
+    let vnet = p["apiServerAccessProfile"]["enableVnetIntegration"] == j!(true);
+    if let Some(old) = &existing {
+        if old["properties"]["apiServerAccessProfile"]["enableVnetIntegration"] == j!(true) && !vnet {
+            return Err(bad("API Server VNet Integration cannot be disabled once enabled."));
+        }
+    }
+    let kms = &p["securityProfile"]["azureKeyVaultKms"];
+    if kms["enabled"] == j!(true) {
+        validate_kms(state, kms, &identity, vnet, existing.as_ref().and_then(kms_of)).await?;
+    }
+
+    let op_id = new_guid();
+    let creating = existing.is_none();
+    let mut properties = p.clone();
+    if !properties.is_object() {
+        properties = j!({});
+    }
+    properties["kubernetesVersion"] = j!(version);
+    properties["provisioningState"] = j!(if creating { "Creating" } else { "Updating" });
+    properties["powerState"] = j!({"code": "Running"});
+    properties["currentKubernetesVersion"] = existing
+        .as_ref()
+        .map(|d| d["properties"]["currentKubernetesVersion"].clone())
+        .unwrap_or_else(|| resolve_patch(&j!(version)));
+    if properties["agentPoolProfiles"].as_array().is_none_or(Vec::is_empty) {
+        properties["agentPoolProfiles"] = j!([{"name": "nodepool1", "count": 1, "vmSize": "Standard_D2s_v3", "mode": "System", "osType": "Linux", "orchestratorVersion": version}]);
+    }
+    properties["servicePrincipalProfile"] = j!({"clientId": "msi"});
+    properties["nodeResourceGroup"] = j!(format!("MC_{}_{name}_{location}", scope.rg_name));
+    properties["fqdn"] = j!(format!("{name}-dns.hcp.{location}.localhost"));
+    properties["kmsflowOperation"] = j!(op_id);
+    properties["kmsflowAdminToken"] = existing
+        .as_ref()
+        .map(|d| d["properties"]["kmsflowAdminToken"].clone())
+        .unwrap_or_else(|| j!(new_guid().replace('-', "")));
+    let mut doc = tracked(
+        id,
+        name,
+        TYPE,
+        &location,
+        body.get("tags").unwrap_or(&j!({})),
+        properties,
+    );
+    doc["identity"] = identity.doc.clone();
+    doc["sku"] = body.get("sku").cloned().unwrap_or(j!({"name": "Base", "tier": "Free"}));
+    doc["eTag"] = j!(new_guid());
+
+    let completes = now_ms() + state.operation_duration().as_millis() as i64;
+    let op = j!({"id": op_id, "status": "InProgress", "startTime": now_rfc3339(), "completesAtMs": completes, "resourceId": id});
+    if kms["enabled"] == j!(true) && kms["keyVaultNetworkAccess"] == "Private" {
+        approve_private_endpoint(state, kms, id)?;
+    }
+    state.db.put_operation(&op_id, &op)?;
+    state.db.put_resource(id, STORE_TYPE, name, &doc)?;
+    let mut response = with_etag(
+        json(
+            if creating { StatusCode::CREATED } else { StatusCode::OK },
+            public(&doc),
+        ),
+        &doc,
+    );
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&operation_url(state, scope.sub, &location, &op_id, "operations")) {
+        h.insert("azure-asyncoperation", v);
+    }
+    h.insert("retry-after", HeaderValue::from(retry_after(state)));
+    Ok(response)
+}
+
+fn precondition(message: &str) -> ArmError {
+    ArmError::new(StatusCode::PRECONDITION_FAILED, "PreconditionFailed", message)
+}
+
+/// The cluster identity as given, resolved against the identity resources.
+struct ClusterIdentity {
+    doc: Value,
+    /// `(resource id, principal id)` of the user-assigned identity.
+    user_assigned: Option<(String, String)>,
+}
+
+fn identity_of(state: &Shared, body: &Value) -> Result<ClusterIdentity, ArmError> {
+    let identity = &body["identity"];
+    let kind = identity["type"].as_str().unwrap_or("SystemAssigned");
+    match kind {
+        "UserAssigned" => {
+            let map = identity["userAssignedIdentities"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            if map.len() != 1 {
+                return Err(bad(
+                    "Exactly one user-assigned identity is allowed for the cluster identity.",
+                ));
+            }
+            let (uai_id, _) = map.into_iter().next().ok_or_else(|| bad("missing identity"))?;
+            let uai = state.db.resource(&uai_id)?.ok_or_else(|| {
+                ArmError::bad_request(
+                    "CustomerUserAssignedIdentityNotFound",
+                    format!("The user-assigned identity {uai_id} was not found."),
+                )
+            })?;
+            let principal = uai["properties"]["principalId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let client = uai["properties"]["clientId"].clone();
+            let canonical = uai["id"].as_str().unwrap_or(&uai_id).to_string();
+            Ok(ClusterIdentity {
+                doc: j!({"type": "UserAssigned", "userAssignedIdentities": {canonical.clone(): {"principalId": principal, "clientId": client}}}),
+                user_assigned: Some((canonical, principal)),
+            })
+        }
+        "SystemAssigned" => Ok(ClusterIdentity {
+            doc: j!({"type": "SystemAssigned", "principalId": new_guid(), "tenantId": state.tenant_id}),
+            user_assigned: None,
+        }),
+        other => Err(bad(format!(
+            "Identity type '{other}' is not supported; use UserAssigned or SystemAssigned."
+        ))),
+    }
+}
+
+/// The KMS rules AKS enforces when the block is enabled.
+async fn validate_kms(
+    state: &Shared,
+    kms: &Value,
+    identity: &ClusterIdentity,
+    vnet: bool,
+    previous: Option<&Value>,
+) -> Result<(), ArmError> {
+    let Some((_, principal)) = &identity.user_assigned else {
+        return Err(bad("AzureKeyVaultKms feature does not support cluster identity type SystemAssigned, supported value is 'UserAssigned'."));
+    };
+    let key_id = kms["keyId"].as_str().unwrap_or_default();
+    if key_id.is_empty() {
+        return Err(bad("KeyId is required when Azure Key Vault KMS is enabled."));
+    }
+    let access = kms["keyVaultNetworkAccess"]
+        .as_str()
+        .ok_or_else(|| bad("KeyVault network access is unspecified for Azure Key Vault KMS."))?;
+    let resource_id = kms["keyVaultResourceId"].as_str().unwrap_or_default();
+    let private = match access {
+        "Private" => true,
+        "Public" => false,
+        other => {
+            return Err(bad(format!(
+                "KeyVault network access '{other}' is invalid; use Public or Private."
+            )))
+        }
+    };
+    if private && resource_id.is_empty() {
+        return Err(bad(
+            "KeyVault resource ID is empty when KeyVault network access is Private.",
+        ));
+    }
+    if !private && !resource_id.is_empty() {
+        return Err(bad(
+            "KeyVault resource ID must be empty when KeyVault network access is Public.",
+        ));
+    }
+    if private && !vnet {
+        return Err(bad(
+            "Vnet integration should be enabled when KeyVault network access is Private.",
+        ));
+    }
+    let (vault_name, key_name, version) = parse_key_id(state, key_id)?;
+    let vault = super::vaults::by_name(state, &vault_name)?.ok_or_else(|| {
+        ArmError::bad_request(
+            "AzureKeyVaultKmsKeyVaultNotFound",
+            format!("The key vault '{vault_name}' of key id {key_id} was not found."),
+        )
+    })?;
+    if private
+        && !vault["id"]
+            .as_str()
+            .is_some_and(|id| id.eq_ignore_ascii_case(resource_id))
+    {
+        return Err(bad(format!(
+            "keyVaultResourceId {resource_id} is not the vault of key id {key_id}."
+        )));
+    }
+    let vp = &vault["properties"];
+    if !vp["tenantId"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case(&state.tenant_id))
+    {
+        return Err(ArmError::bad_request(
+            "AzureKeyVaultKmsCrossTenantNotSupported",
+            format!("The key vault '{vault_name}' belongs to tenant {}; Azure Key Vault KMS does not support a vault from another tenant.", vp["tenantId"].as_str().unwrap_or_default()),
+        ));
+    }
+    let firewalled = vp["networkAcls"]["defaultAction"] == "Deny" || vp["publicNetworkAccess"] == "Disabled";
+    if !private && firewalled {
+        return Err(ArmError::bad_request(
+            "AzureKeyVaultKmsVaultFirewallNotSupported",
+            format!("The key vault '{vault_name}' restricts network access (firewall or public access disabled), which is not supported with keyVaultNetworkAccess Public. Use Private mode with API server VNet integration, or allow public access."),
+        ));
+    }
+    if private && !firewalled {
+        return Err(bad(format!("keyVaultNetworkAccess is Private but vault '{vault_name}' allows public network access; disable public network access on the vault first.")));
+    }
+    if let Some(prev) = previous {
+        let same_vault =
+            parse_key_id(state, prev["keyId"].as_str().unwrap_or_default()).is_ok_and(|(v, _, _)| v == vault_name);
+        if same_vault && prev["keyVaultNetworkAccess"].as_str() != Some(access) {
+            return Err(bad("The network access mode of the key vault can't be changed while KMS is enabled. Disable KMS, rewrite all secrets, change the vault, then enable KMS in the new mode."));
+        }
+    }
+    let versions = state.db.key_versions(&vault_name, &key_name)?;
+    let key = versions
+        .iter()
+        .find(|k| k.version.eq_ignore_ascii_case(&version))
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "AzureKeyVaultKmsKeyNotFound",
+                format!("The key {key_id} was not found in key vault '{vault_name}'."),
+            )
+        })?;
+    if !key.doc["key"]["kty"].as_str().is_some_and(|k| k.starts_with("RSA")) {
+        return Err(ArmError::bad_request(
+            "AzureKeyVaultKmsValidateIdentityPermissionCustomerError",
+            format!("The identity does not have keys encrypt/decrypt permission on key vault {vault_name}: key {key_name} is not an RSA key."),
+        ));
+    }
+    if key.doc["attributes"]["enabled"] == j!(false) {
+        return Err(ArmError::bad_request(
+            "AzureKeyVaultKmsKeyDisabled",
+            format!("The key {key_id} is disabled."),
+        ));
+    }
+    if private {
+        // AKS cannot reach a private vault to validate; it only needs to create the private endpoint.
+        let vault_id = vault["id"].as_str().unwrap_or_default();
+        if !super::roles::has_role(state, principal, "f25e0fa2-a7c8-4377-a976-54943a77a395", vault_id)? {
+            return Err(ArmError::bad_request(
+                "AzureKeyVaultKmsPrivateEndpointPermissionMissing",
+                format!("The cluster identity needs Key Vault Contributor on {vault_id} to create and approve the private endpoint connection."),
+            ));
+        }
+        return Ok(());
+    }
+    let caller = KvCaller {
+        object_id: principal.clone(),
+        tenant_id: state.tenant_id.clone(),
+        origin: Origin::Public("aks".into()),
+    };
+    let probe = keyvault::KeyRef {
+        vault: &vault_name,
+        name: &key_name,
+        version: Some(&version),
+    };
+    let check = keyvault::key_operation(
+        state,
+        &caller,
+        probe,
+        keyvault::CryptoOp::Encrypt,
+        "RSA-OAEP-256",
+        b"healthcheck",
+    )
+    .and_then(|(_, c)| keyvault::key_operation(state, &caller, probe, keyvault::CryptoOp::Decrypt, "RSA-OAEP-256", &c));
+    check.map(drop).map_err(|e| {
+        ArmError::bad_request(
+            "AzureKeyVaultKmsValidateIdentityPermissionCustomerError",
+            format!(
+                "The identity does not have keys encrypt/decrypt permission on key vault {vault_name}: {}",
+                e.message
+            ),
+        )
+    })
+}
+
+/// Creates (or keeps) the approved private endpoint connection AKS makes for a Private vault.
+fn approve_private_endpoint(state: &Shared, kms: &Value, cluster_id: &str) -> Result<(), ArmError> {
+    let vault_id = kms["keyVaultResourceId"].as_str().unwrap_or_default();
+    let mut vault = state.db.resource(vault_id)?.ok_or_else(|| bad("vault vanished"))?;
+    let endpoint = format!(
+        "{cluster_id}/privateEndpoints/kms-{}",
+        vault["name"].as_str().unwrap_or_default()
+    )
+    .to_ascii_lowercase();
+    let connections = vault["properties"]["privateEndpointConnections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if connections
+        .iter()
+        .any(|c| c["properties"]["privateEndpoint"]["id"] == j!(endpoint))
+    {
+        return Ok(());
+    }
+    let mut connections = connections;
+    connections.push(j!({
+        "id": format!("{vault_id}/privateEndpointConnections/{}", new_guid()),
+        "properties": {
+            "privateEndpoint": {"id": endpoint},
+            "privateLinkServiceConnectionState": {"status": "Approved", "description": "Auto-approved by AKS for KMS", "actionsRequired": "None"},
+            "provisioningState": "Succeeded",
+        },
+    }));
+    vault["properties"]["privateEndpointConnections"] = j!(connections);
+    let name = vault["name"].as_str().unwrap_or_default().to_string();
+    state.db.put_resource(vault_id, super::vaults::TYPE, &name, &vault)?;
+    Ok(())
+}

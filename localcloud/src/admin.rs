@@ -44,6 +44,8 @@ pub fn router() -> Router<Shared> {
         .route("/_admin/settings", put(settings))
         .route("/_admin/subscriptions", post(add_subscription))
         .route("/_admin/keys/{vault}/{name}/{version}/private", get(private_key))
+        .route("/_admin/resources", get(resources))
+        .route("/_admin/clusters", post(seed_cluster))
 }
 
 async fn requests(
@@ -137,6 +139,54 @@ async fn private_key(
     }
     match keyvault::private_key(&state, &vault, &name, &version) {
         Ok(der) => json(StatusCode::OK, j!({"pkcs8_der": B64.encode(der)})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Every ARM resource, optionally of one `type`.
+async fn resources(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let types = [
+        "Microsoft.Resources/resourceGroups",
+        "Microsoft.KeyVault/vaults",
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "Microsoft.Authorization/roleAssignments",
+        "Microsoft.ContainerService/managedClusters",
+    ];
+    let mut out = Vec::new();
+    for t in types
+        .iter()
+        .filter(|t| q.get("type").is_none_or(|want| want.eq_ignore_ascii_case(t)))
+    {
+        match state.db.resources(t, "/") {
+            Ok(list) => out.extend(list),
+            Err(e) => return ArmError::internal(e).into_response(),
+        }
+    }
+    json(StatusCode::OK, j!({ "value": out }))
+}
+
+/// Seeds a cluster in `Succeeded` state (see `arm::clusters::SeedCluster`).
+async fn seed_cluster(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let seed: crate::arm::clusters::SeedCluster = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return ArmError::bad_request("InvalidSeed", e.to_string()).into_response(),
+    };
+    let default_sub = match state.db.meta("default_subscription") {
+        Ok(Some(s)) => s,
+        _ => return ArmError::internal("no default subscription").into_response(),
+    };
+    match crate::arm::clusters::seed(&state, &seed, &default_sub) {
+        Ok(doc) => json(StatusCode::CREATED, doc),
         Err(e) => e.into_response(),
     }
 }

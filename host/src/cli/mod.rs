@@ -6,6 +6,7 @@
 //! - `2` invalid input: arguments, pipeline, plugin reference or parameters (nothing ran);
 //! - `3` the environment: engine, cache, files, or an internal error.
 
+mod local;
 mod render;
 
 use anyhow::Context as _;
@@ -54,6 +55,9 @@ enum Command {
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The local cloud: an Azure + AKS emulator on loopback.
+    #[command(subcommand)]
+    Local(local::LocalCommand),
 }
 
 #[derive(Subcommand)]
@@ -185,6 +189,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             render::plugin_describe(cli.output, &loaded);
             Ok(0)
         }
+        Command::Local(command) => local::run(command, cli.output).await.map_err(Failure::from),
         Command::Bench(BenchCommand::Runtime { iterations }) => {
             let figures = kmsflow::bench::runtime(iterations).await.map_err(anyhow::Error::from)?;
             render::bench(cli.output, &figures);

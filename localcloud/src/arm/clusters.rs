@@ -656,3 +656,116 @@ fn approve_private_endpoint(state: &Shared, kms: &Value, cluster_id: &str) -> Re
     state.db.put_resource(vault_id, super::vaults::TYPE, &name, &vault)?;
     Ok(())
 }
+
+/// What the admin API's cluster seeding creates.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCluster {
+    pub subscription: Option<String>,
+    pub resource_group: String,
+    pub name: String,
+    #[serde(default = "default_location")]
+    pub location: String,
+    #[serde(default = "default_version")]
+    pub kubernetes_version: String,
+    #[serde(default)]
+    pub vnet_integration: bool,
+    /// `UserAssigned` (an identity `{name}-identity` is created) or `SystemAssigned`.
+    #[serde(default = "default_identity")]
+    pub identity: String,
+}
+
+fn default_location() -> String {
+    "westeurope".into()
+}
+fn default_version() -> String {
+    "1.30".into()
+}
+fn default_identity() -> String {
+    "UserAssigned".into()
+}
+
+/// Creates a resource group (if needed), an identity and a cluster in `Succeeded` state directly,
+/// the starting point of the procedure's "existing cluster" jobs.
+pub fn seed(state: &Shared, seed: &SeedCluster, default_sub: &str) -> Result<Value, ArmError> {
+    let sub = seed.subscription.clone().unwrap_or_else(|| default_sub.to_string());
+    if !super::groups::subscription_exists(state, &sub)? {
+        return Err(ArmError::new(
+            StatusCode::NOT_FOUND,
+            "SubscriptionNotFound",
+            format!("The subscription '{sub}' could not be found."),
+        ));
+    }
+    let (minor, _) = parse_version(&seed.kubernetes_version).ok_or_else(|| {
+        ArmError::bad_request(
+            "VersionNotSupported",
+            format!("Version {} is not supported.", seed.kubernetes_version),
+        )
+    })?;
+    let rg_id = format!("/subscriptions/{sub}/resourceGroups/{}", seed.resource_group);
+    if state.db.resource(&rg_id)?.is_none() {
+        let doc = j!({"id": rg_id, "name": seed.resource_group, "type": "Microsoft.Resources/resourceGroups", "location": seed.location, "tags": {}, "properties": {"provisioningState": "Succeeded"}});
+        state
+            .db
+            .put_resource(&rg_id, "Microsoft.Resources/resourceGroups", &seed.resource_group, &doc)?;
+    }
+    let identity = match seed.identity.as_str() {
+        "UserAssigned" => {
+            let name = format!("{}-identity", seed.name);
+            let id = format!("{rg_id}/providers/{}/{name}", super::identities::TYPE);
+            let principal = crate::db::Principal {
+                object_id: new_guid(),
+                client_id: new_guid(),
+                secret: None,
+                kind: "ServicePrincipal".into(),
+                name: name.clone(),
+                tenant_id: state.tenant_id.clone(),
+            };
+            let existing = state.db.resource(&id)?;
+            let props = match existing {
+                Some(doc) => doc["properties"].clone(),
+                None => {
+                    state.db.insert_principal(&principal)?;
+                    let props = j!({"tenantId": state.tenant_id, "principalId": principal.object_id, "clientId": principal.client_id});
+                    let doc = tracked(
+                        &id,
+                        &name,
+                        super::identities::TYPE,
+                        &seed.location,
+                        &j!({}),
+                        props.clone(),
+                    );
+                    state.db.put_resource(&id, super::identities::TYPE, &name, &doc)?;
+                    props
+                }
+            };
+            j!({"type": "UserAssigned", "userAssignedIdentities": {id: {"principalId": props["principalId"], "clientId": props["clientId"]}}})
+        }
+        "SystemAssigned" => j!({"type": "SystemAssigned", "principalId": new_guid(), "tenantId": state.tenant_id}),
+        other => {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!("identity must be UserAssigned or SystemAssigned, not {other}"),
+            ))
+        }
+    };
+    let id = format!("{rg_id}/providers/{STORE_TYPE}/{}", seed.name);
+    let version = format!("1.{minor}");
+    let properties = j!({
+        "provisioningState": "Succeeded", "powerState": {"code": "Running"},
+        "kubernetesVersion": version, "currentKubernetesVersion": resolve_patch(&j!(version)),
+        "dnsPrefix": seed.name, "fqdn": format!("{}-dns.hcp.{}.localhost", seed.name, seed.location),
+        "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_D2s_v3", "mode": "System", "osType": "Linux",
+            "orchestratorVersion": version, "currentOrchestratorVersion": resolve_patch(&j!(version)), "provisioningState": "Succeeded"}],
+        "apiServerAccessProfile": {"enableVnetIntegration": seed.vnet_integration},
+        "servicePrincipalProfile": {"clientId": "msi"},
+        "nodeResourceGroup": format!("MC_{}_{}_{}", seed.resource_group, seed.name, seed.location),
+        "kmsflowAdminToken": new_guid().replace('-', ""),
+    });
+    let mut doc = tracked(&id, &seed.name, TYPE, &seed.location, &j!({}), properties);
+    doc["identity"] = identity;
+    doc["sku"] = j!({"name": "Base", "tier": "Free"});
+    doc["eTag"] = j!(new_guid());
+    state.db.put_resource(&id, STORE_TYPE, &seed.name, &doc)?;
+    Ok(public(&doc))
+}

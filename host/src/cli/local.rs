@@ -1,0 +1,274 @@
+//! `kmsflow local …`: run the local cloud and drive its admin API.
+
+use super::Output;
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use kmsflow_localcloud::{read_profile, CloudProfile, Config, LocalCloud, ADMIN_HEADER};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct StateArg {
+    /// The local cloud's state directory.
+    #[arg(long, env = "KMSFLOW_LOCAL_STATE")]
+    state: Option<PathBuf>,
+}
+
+impl StateArg {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.state {
+            Some(d) => Ok(d.clone()),
+            None => default_state_dir(),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/kmsflow/localcloud` (or the platform's equivalent).
+pub fn default_state_dir() -> anyhow::Result<PathBuf> {
+    dirs::data_local_dir()
+        .map(|d| d.join("kmsflow").join("localcloud"))
+        .context("no data directory for this user; pass --state DIR")
+}
+
+#[derive(Subcommand)]
+pub enum LocalCommand {
+    /// Serve the local cloud until interrupted (Ctrl-C); prints its endpoints and CA path.
+    Serve {
+        #[command(flatten)]
+        state: StateArg,
+        /// Port on 127.0.0.1; 0 reuses the state directory's port, or picks a free one the first time.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// How long long-running operations (cluster updates) take.
+        #[arg(long, default_value = "500ms")]
+        operation_duration: humantime::Duration,
+    },
+    /// Create a cluster in `Succeeded` state (the procedure's "existing cluster").
+    SeedCluster {
+        #[command(flatten)]
+        state: StateArg,
+        #[arg(long, default_value = "rg1")]
+        resource_group: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "1.30")]
+        kubernetes_version: String,
+        /// API server VNet integration (without it the cluster uses Konnectivity).
+        #[arg(long)]
+        vnet_integration: bool,
+        #[arg(long, default_value = "UserAssigned", value_parser = ["UserAssigned", "SystemAssigned"])]
+        identity: String,
+        #[arg(long)]
+        subscription: Option<String>,
+    },
+    /// Inject faults into ARM and Key Vault answers (deterministic from --seed); all zero turns them off.
+    Faults {
+        #[command(flatten)]
+        state: StateArg,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 0)]
+        throttle_percent: u32,
+        #[arg(long, default_value_t = 1)]
+        retry_after: u32,
+        #[arg(long, default_value_t = 0)]
+        error_percent: u32,
+        #[arg(long, default_value_t = 0)]
+        drop_percent: u32,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+    /// The request log (method, host, path, status; never bodies).
+    Requests {
+        #[command(flatten)]
+        state: StateArg,
+        /// Only requests after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+    /// Every resource the local cloud holds.
+    Resources {
+        #[command(flatten)]
+        state: StateArg,
+        /// Only this type, e.g. Microsoft.KeyVault/vaults.
+        #[arg(long = "type")]
+        rtype: Option<String>,
+    },
+}
+
+pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
+    match command {
+        LocalCommand::Serve {
+            state,
+            port,
+            operation_duration,
+        } => serve(state.dir()?, port, operation_duration.into(), output).await,
+        LocalCommand::SeedCluster {
+            state,
+            resource_group,
+            name,
+            kubernetes_version,
+            vnet_integration,
+            identity,
+            subscription,
+        } => {
+            let body = json!({"resource_group": resource_group, "name": name, "kubernetes_version": kubernetes_version,
+                "vnet_integration": vnet_integration, "identity": identity, "subscription": subscription});
+            let doc = admin(&state.dir()?, reqwest::Method::POST, "/_admin/clusters", Some(body)).await?;
+            print_value(output, &doc, |d| format!("{}\n", d["id"].as_str().unwrap_or_default()));
+            Ok(0)
+        }
+        LocalCommand::Faults {
+            state,
+            seed,
+            throttle_percent,
+            retry_after,
+            error_percent,
+            drop_percent,
+            latency_ms,
+        } => {
+            let body = json!({"seed": seed, "throttle_percent": throttle_percent, "retry_after_s": retry_after,
+                "error_percent": error_percent, "drop_percent": drop_percent, "latency_ms": latency_ms});
+            let doc = admin(&state.dir()?, reqwest::Method::PUT, "/_admin/faults", Some(body)).await?;
+            print_value(output, &doc, |d| format!("faults: {d}\n"));
+            Ok(0)
+        }
+        LocalCommand::Requests { state, after } => {
+            let doc = admin(
+                &state.dir()?,
+                reqwest::Method::GET,
+                &format!("/_admin/requests?after={after}"),
+                None,
+            )
+            .await?;
+            print_value(output, &doc, |d| {
+                d["value"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        format!(
+                            "{:>6} {:>3} {:6} {}{} {}\n",
+                            r["seq"],
+                            r["status"],
+                            r["method"].as_str().unwrap_or_default(),
+                            r["host"].as_str().unwrap_or_default(),
+                            r["path"].as_str().unwrap_or_default(),
+                            r["fault"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            });
+            Ok(0)
+        }
+        LocalCommand::Resources { state, rtype } => {
+            let path = match rtype {
+                Some(t) => format!("/_admin/resources?type={t}"),
+                None => "/_admin/resources".to_string(),
+            };
+            let doc = admin(&state.dir()?, reqwest::Method::GET, &path, None).await?;
+            print_value(output, &doc, |d| {
+                d["value"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| format!("{}\n", r["id"].as_str().unwrap_or_default()))
+                    .collect()
+            });
+            Ok(0)
+        }
+    }
+}
+
+fn print_value(output: Output, doc: &Value, text: impl FnOnce(&Value) -> String) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
+        Output::Text => print!("{}", text(doc)),
+    }
+}
+
+async fn serve(dir: PathBuf, port: u16, operation_duration: Duration, output: Output) -> anyhow::Result<u8> {
+    let mut config = Config::new(&dir);
+    config.port = port;
+    config.operation_duration = operation_duration;
+    let cloud = LocalCloud::start(config)
+        .await
+        .with_context(|| format!("cannot start the local cloud in {}", dir.display()))?;
+    let p = cloud.profile();
+    match output {
+        Output::Json => {
+            let doc = json!({
+                "status": "ready", "resource_manager": p.resource_manager, "authority_host": p.authority_host,
+                "graph": p.graph, "keyvault_dns_suffix": p.keyvault_dns_suffix, "tenant_id": p.tenant_id,
+                "default_subscription": p.default_subscription, "ca_path": p.ca_path,
+                "profile_path": dir.join(kmsflow_localcloud::PROFILE_FILE), "port": cloud.port(),
+            });
+            println!("{doc}");
+        }
+        Output::Text => {
+            println!("local cloud ready on {}", p.resource_manager);
+            println!("  resource manager   {}", p.resource_manager);
+            println!("  entra authority    {}", p.authority_host);
+            println!("  graph              {}", p.graph);
+            println!(
+                "  key vault          https://{{vault}}.{}:{}",
+                p.keyvault_dns_suffix,
+                cloud.port()
+            );
+            println!("  tenant             {}", p.tenant_id);
+            println!("  subscription       {}", p.default_subscription);
+            println!(
+                "  operator client id {} (secret in {})",
+                p.operator.client_id,
+                dir.join(kmsflow_localcloud::PROFILE_FILE).display()
+            );
+            println!("  CA certificate     {}", p.ca_path.display());
+        }
+    }
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    cloud.shutdown().await;
+    Ok(0)
+}
+
+/// An HTTPS client that trusts the local cloud's CA and resolves `*.localhost` to loopback.
+pub fn client(profile: &CloudProfile) -> anyhow::Result<reqwest::Client> {
+    let ca = reqwest::Certificate::from_pem(profile.ca_pem.as_bytes()).context("the local cloud's CA is unreadable")?;
+    Ok(reqwest::Client::builder().add_root_certificate(ca).build()?)
+}
+
+async fn admin(
+    dir: &std::path::Path,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let profile = read_profile(dir).with_context(|| {
+        format!(
+            "no local cloud state in {}; start one with `kmsflow local serve`",
+            dir.display()
+        )
+    })?;
+    let url = format!("{}{}", profile.resource_manager.trim_end_matches('/'), path);
+    let mut req = client(&profile)?
+        .request(method, &url)
+        .header(ADMIN_HEADER, &profile.admin_key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.with_context(|| {
+        format!(
+            "the local cloud at {} is not answering; is `kmsflow local serve` running?",
+            profile.resource_manager
+        )
+    })?;
+    let status = resp.status();
+    let doc: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "{status}: {}",
+            doc["error"]["message"].as_str().unwrap_or("request failed")
+        );
+    }
+    Ok(doc)
+}

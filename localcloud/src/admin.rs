@@ -46,6 +46,9 @@ pub fn router() -> Router<Shared> {
         .route("/_admin/keys/{vault}/{name}/{version}/private", get(private_key))
         .route("/_admin/resources", get(resources))
         .route("/_admin/clusters", post(seed_cluster))
+        .route("/_admin/inspect", get(inspect))
+        .route("/_admin/seed-secrets", post(seed_secrets))
+        .route("/_admin/restart-apiserver", post(restart_apiserver))
 }
 
 async fn requests(
@@ -189,4 +192,119 @@ async fn seed_cluster(State(state): State<Shared>, headers: HeaderMap, body: Byt
         Ok(doc) => json(StatusCode::CREATED, doc),
         Err(e) => e.into_response(),
     }
+}
+
+fn cluster_api<'a>(state: &'a Shared, cluster: &str) -> Result<crate::k8s::ApiServer<'a>, ArmError> {
+    match crate::arm::clusters::settle(state, cluster)? {
+        Some(doc) => Ok(crate::k8s::ApiServer::new(state, doc)),
+        None => Err(ArmError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("cluster {cluster} not found"),
+        )),
+    }
+}
+
+/// Every secret's at-rest state (never its data), and a summary.
+async fn inspect(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let cluster = q.get("cluster").cloned().unwrap_or_default();
+    let api = match cluster_api(&state, &cluster) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let mut items = Vec::new();
+    let (mut current, mut stale, mut plain) = (0, 0, 0);
+    let mut after = String::new();
+    loop {
+        let page = match state.db.etcd_list(&api.kms.cluster, "/registry/secrets/", &after, 1000) {
+            Ok(p) => p,
+            Err(e) => return ArmError::internal(e).into_response(),
+        };
+        let Some(last) = page.last() else { break };
+        after = last.key.clone();
+        for e in &page {
+            let (at_rest, key_version, is_stale) = crate::k8s::kms::describe(&api.kms, &e.value);
+            let mut parts = e.key.trim_start_matches("/registry/secrets/").splitn(2, '/');
+            let (ns, name) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            if is_stale {
+                stale += 1
+            } else {
+                current += 1
+            }
+            if at_rest == "plain" {
+                plain += 1;
+            }
+            items.push(j!({"namespace": ns, "name": name, "at_rest": at_rest, "key_version": key_version, "stale": is_stale, "resource_version": e.mod_rev.to_string()}));
+        }
+    }
+    json(
+        StatusCode::OK,
+        j!({
+            "cluster": cluster, "kms_version": if api.kms.v2 { "v2" } else { "v1" },
+            "primary_key": api.kms.primary.as_ref().map(|k| k.key_id.clone()),
+            "previous_key": api.kms.previous.as_ref().map(|k| k.key_id.clone()),
+            "summary": {"total": items.len(), "current": current, "stale": stale, "plain": plain},
+            "secrets": items,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedSecrets {
+    cluster: String,
+    count: usize,
+    #[serde(default = "one")]
+    namespaces: usize,
+    #[serde(default = "default_size")]
+    size: usize,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_size() -> usize {
+    64
+}
+
+/// Creates `count` secrets across `namespaces` namespaces (`seed-0` …) with random data of `size`
+/// bytes, through the API server's write path (so they are encrypted as the cluster is configured).
+async fn seed_secrets(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let seed: SeedSecrets = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return ArmError::bad_request("InvalidSeed", e.to_string()).into_response(),
+    };
+    let api = match cluster_api(&state, &seed.cluster) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    match crate::k8s::seed_secrets(&api, seed.count, seed.namespaces.max(1), seed.size) {
+        Ok(created) => json(StatusCode::CREATED, j!({"created": created})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Restarts a cluster's API server: its in-memory data-key caches are gone, so the next read of
+/// each object needs Key Vault again.
+async fn restart_apiserver(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let cluster = q.get("cluster").cloned().unwrap_or_default();
+    crate::k8s::kms::drop_caches(&state, &cluster);
+    json(StatusCode::OK, j!({"restarted": cluster}))
 }

@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS keys (
     vault TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL, private_der BLOB, PRIMARY KEY (vault, name, version));
 CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS etcd (
+    cluster TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+    create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, PRIMARY KEY (cluster, key));
+CREATE TABLE IF NOT EXISTS etcd_rev (cluster TEXT PRIMARY KEY, rev INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, method TEXT NOT NULL,
     host TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, caller TEXT NOT NULL,
@@ -302,5 +306,126 @@ impl Db {
             })
         })?;
         rows.collect()
+    }
+}
+
+/// One key of a cluster's etcd-like store.
+#[derive(Debug, Clone)]
+pub struct EtcdEntry {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub create_rev: i64,
+    pub mod_rev: i64,
+}
+
+/// Why a conditional etcd write did not happen.
+#[derive(Debug)]
+pub enum EtcdWriteError {
+    /// The key's `mod_rev` is not the expected one (or it exists when creating).
+    Conflict,
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for EtcdWriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        EtcdWriteError::Db(e)
+    }
+}
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<EtcdEntry> {
+    Ok(EtcdEntry {
+        key: r.get(0)?,
+        value: r.get(1)?,
+        create_rev: r.get(2)?,
+        mod_rev: r.get(3)?,
+    })
+}
+
+impl Db {
+    /// The cluster's current revision.
+    pub fn etcd_rev(&self, cluster: &str) -> DbResult<i64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT rev FROM etcd_rev WHERE cluster = ?1", [cluster], |r| r.get(0))
+            .optional()?
+            .unwrap_or(1))
+    }
+
+    pub fn etcd_get(&self, cluster: &str, key: &str) -> DbResult<Option<EtcdEntry>> {
+        self.conn()
+            .query_row(
+                "SELECT key, value, create_rev, mod_rev FROM etcd WHERE cluster = ?1 AND key = ?2",
+                [cluster, key],
+                entry,
+            )
+            .optional()
+    }
+
+    /// Entries under `prefix` with keys after `after`, in key order, at most `limit`.
+    pub fn etcd_list(&self, cluster: &str, prefix: &str, after: &str, limit: i64) -> DbResult<Vec<EtcdEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT key, value, create_rev, mod_rev FROM etcd WHERE cluster = ?1 AND substr(key, 1, length(?2)) = ?2 AND key > ?3 ORDER BY key LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![cluster, prefix, after, limit], entry)?;
+        rows.collect()
+    }
+
+    pub fn etcd_count(&self, cluster: &str, prefix: &str) -> DbResult<i64> {
+        self.conn().query_row(
+            "SELECT COUNT(*) FROM etcd WHERE cluster = ?1 AND substr(key, 1, length(?2)) = ?2",
+            [cluster, prefix],
+            |r| r.get(0),
+        )
+    }
+
+    /// Writes `value` if the key's `mod_rev` is `expected` (`Some(0)`: must not exist; `None`:
+    /// unconditional). Returns the new revision.
+    pub fn etcd_put(
+        &self,
+        cluster: &str,
+        key: &str,
+        value: &[u8],
+        expected: Option<i64>,
+    ) -> Result<i64, EtcdWriteError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let current: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT create_rev, mod_rev FROM etcd WHERE cluster = ?1 AND key = ?2",
+                [cluster, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match (expected, current) {
+            (Some(0), Some(_)) => return Err(EtcdWriteError::Conflict),
+            (Some(e), Some((_, m))) if e != 0 && e != m => return Err(EtcdWriteError::Conflict),
+            (Some(e), None) if e != 0 => return Err(EtcdWriteError::Conflict),
+            _ => {}
+        }
+        let rev: i64 = tx
+            .query_row("SELECT rev FROM etcd_rev WHERE cluster = ?1", [cluster], |r| r.get(0))
+            .optional()?
+            .unwrap_or(1)
+            + 1;
+        tx.execute(
+            "INSERT INTO etcd_rev (cluster, rev) VALUES (?1, ?2) ON CONFLICT(cluster) DO UPDATE SET rev = ?2",
+            rusqlite::params![cluster, rev],
+        )?;
+        let create = current.map_or(rev, |(c, _)| c);
+        tx.execute(
+            "INSERT INTO etcd (cluster, key, value, create_rev, mod_rev) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(cluster, key) DO UPDATE SET value = ?3, mod_rev = ?5",
+            rusqlite::params![cluster, key, value, create, rev],
+        )?;
+        tx.commit()?;
+        Ok(rev)
+    }
+
+    pub fn etcd_delete(&self, cluster: &str, key: &str) -> DbResult<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM etcd WHERE cluster = ?1 AND key = ?2", [cluster, key])?
+            > 0)
     }
 }

@@ -19,6 +19,7 @@ mod entra;
 mod error;
 mod faults;
 mod http;
+pub mod k8s;
 pub mod keyvault;
 mod state;
 mod tls;
@@ -177,6 +178,7 @@ impl LocalCloud {
             token_lifetime: config.token_lifetime,
             operation_duration: RwLock::new(config.operation_duration),
             faults: faults::Faults::default(),
+            dek_caches: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let base = state.base_url();
         let profile = CloudProfile {
@@ -253,6 +255,7 @@ fn app(state: Shared) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/v1.0/me", get(entra::me))
         .route("/subscriptions/{*rest}", any(arm::handle))
+        .route("/k8s/{*rest}", any(k8s::handle))
         .merge(admin::router())
         .with_state(state.clone());
     let dispatch = move |req: Request| {

@@ -25,6 +25,8 @@ pub struct AppState {
     pub token_lifetime: Duration,
     pub operation_duration: RwLock<Duration>,
     pub faults: Faults,
+    /// Each cluster API server's in-memory data-key cache, by lowercased cluster id.
+    pub dek_caches: std::sync::Mutex<std::collections::HashMap<String, crate::k8s::kms::DekCache>>,
 }
 
 pub type Shared = Arc<AppState>;

@@ -251,6 +251,7 @@ fn public(doc: &Value) -> Value {
     if let Some(p) = d["properties"].as_object_mut() {
         p.remove("kmsflowOperation");
         p.remove("kmsflowAdminToken");
+        p.remove("kmsflowPreviousKeyId");
     }
     d
 }
@@ -387,6 +388,8 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
         .as_ref()
         .map(|d| d["properties"]["kmsflowAdminToken"].clone())
         .unwrap_or_else(|| j!(new_guid().replace('-', "")));
+    let (previous, fail_with) = rotation(state, existing.as_ref(), kms)?;
+    properties["kmsflowPreviousKeyId"] = previous;
     let mut doc = tracked(
         id,
         name,
@@ -400,7 +403,10 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
     doc["eTag"] = j!(new_guid());
 
     let completes = now_ms() + state.operation_duration().as_millis() as i64;
-    let op = j!({"id": op_id, "status": "InProgress", "startTime": now_rfc3339(), "completesAtMs": completes, "resourceId": id});
+    let mut op = j!({"id": op_id, "status": "InProgress", "startTime": now_rfc3339(), "completesAtMs": completes, "resourceId": id});
+    if let Some(error) = fail_with {
+        op["failWith"] = error;
+    }
     if kms["enabled"] == j!(true) && kms["keyVaultNetworkAccess"] == "Private" {
         approve_private_endpoint(state, kms, id)?;
     }
@@ -768,4 +774,50 @@ pub fn seed(state: &Shared, seed: &SeedCluster, default_sub: &str) -> Result<Val
     doc["eTag"] = j!(new_guid());
     state.db.put_resource(&id, STORE_TYPE, &seed.name, &doc)?;
     Ok(public(&doc))
+}
+
+/// The key the API server keeps for reads after this PUT, and the failure AKS ends in when a
+/// key changes again before every secret was rewritten under the current one (it caches exactly
+/// two keys; the oldest-key secrets become unreadable).
+fn rotation(state: &Shared, existing: Option<&Value>, new_kms: &Value) -> Result<(Value, Option<Value>), ArmError> {
+    let Some(old) = existing else {
+        return Ok((Value::Null, None));
+    };
+    let old_kms = &old["properties"]["securityProfile"]["azureKeyVaultKms"];
+    let old_key = (old_kms["enabled"] == j!(true))
+        .then(|| old_kms["keyId"].as_str())
+        .flatten();
+    let new_key = (new_kms["enabled"] == j!(true))
+        .then(|| new_kms["keyId"].as_str())
+        .flatten();
+    let kept = old["properties"]["kmsflowPreviousKeyId"].clone();
+    if old_key == new_key || old_key.is_none() {
+        return Ok((kept, None));
+    }
+    // The key changes: the old primary becomes the previous key; the one before is dropped.
+    let mut failure = None;
+    if let Some(dropped) = kept.as_str().filter(|k| Some(*k) != new_key) {
+        let api = crate::k8s::ApiServer::new(state, old.clone());
+        let dropped_version = dropped.rsplit('/').next().unwrap_or_default();
+        let mut still_under_dropped = 0;
+        let mut after = String::new();
+        loop {
+            let page = state
+                .db
+                .etcd_list(&api.kms.cluster, "/registry/secrets/", &after, 500)?;
+            let Some(last) = page.last() else { break };
+            after = last.key.clone();
+            still_under_dropped += page
+                .iter()
+                .filter(|e| crate::k8s::kms::describe(&api.kms, &e.value).1.as_deref() == Some(dropped_version))
+                .count();
+        }
+        if still_under_dropped > 0 {
+            failure = Some(j!({
+                "code": "KMSKeyRotationNotCompleted",
+                "message": format!("The KMS key was changed again before all secrets were re-encrypted: {still_under_dropped} secret(s) are still encrypted with {dropped}, which the API server no longer has. Rewrite all secrets after every key change before the next one."),
+            }));
+        }
+    }
+    Ok((old_key.map_or(Value::Null, |k| j!(k)), failure))
 }

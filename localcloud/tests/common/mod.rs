@@ -342,3 +342,181 @@ pub fn cluster_body(identity: Option<&str>, version: &str, vnet: bool, kms: Opti
 pub fn public_kms(key_id: &str) -> Value {
     serde_json::json!({"enabled": true, "keyId": key_id, "keyVaultNetworkAccess": "Public", "keyVaultResourceId": ""})
 }
+
+/// A client of one cluster's Kubernetes API, built from its admin kubeconfig.
+pub struct Kube {
+    pub http: reqwest::Client,
+    pub server: String,
+    pub token: String,
+    pub cluster_id: String,
+}
+
+impl Cloud {
+    /// Creates cluster `name` (in rg1, identity from `s`) with `kms` and waits for it.
+    pub async fn kms_cluster(&self, s: &KmsSetup, name: &str, version: &str, kms: Option<Value>) -> Kube {
+        let (status, body) = self
+            .arm(
+                Method::PUT,
+                &self.cluster_id(name),
+                Some(cluster_body(Some(&s.identity), version, true, kms)),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+        let doc = self.wait_cluster(&self.cluster_id(name)).await;
+        assert_eq!(doc["properties"]["provisioningState"], "Succeeded", "{doc}");
+        self.kube(name).await
+    }
+
+    pub async fn kube(&self, name: &str) -> Kube {
+        let (status, creds) = self
+            .arm(
+                Method::POST,
+                &format!("{}/listClusterAdminCredential", self.cluster_id(name)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        use base64::Engine;
+        let yaml = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(creds["kubeconfigs"][0]["value"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let field = |k: &str| {
+            yaml.lines()
+                .find_map(|l| l.trim().strip_prefix(k))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        Kube {
+            http: self.http.clone(),
+            server: field("server:"),
+            token: field("token:"),
+            cluster_id: self.cluster_id(name),
+        }
+    }
+
+    /// Changes the cluster's KMS block by read-modify-write with If-Match, then waits.
+    pub async fn set_kms(&self, name: &str, kms: Value) -> Value {
+        let (_, mut doc) = self.arm(Method::GET, &self.cluster_id(name), None).await;
+        doc["properties"]["securityProfile"] = serde_json::json!({"azureKeyVaultKms": kms});
+        let (status, body) = self.arm(Method::PUT, &self.cluster_id(name), Some(doc)).await;
+        assert!(status.is_success(), "{body}");
+        self.wait_cluster(&self.cluster_id(name)).await
+    }
+
+    pub async fn inspect(&self, name: &str) -> Value {
+        let (status, body) = self
+            .admin(
+                Method::GET,
+                &format!("/_admin/inspect?cluster={}", self.cluster_id(name)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn seed_secrets(&self, name: &str, count: usize, namespaces: usize) {
+        let body =
+            serde_json::json!({"cluster": self.cluster_id(name), "count": count, "namespaces": namespaces, "size": 32});
+        let (status, resp) = self.admin(Method::POST, "/_admin/seed-secrets", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{resp}");
+    }
+
+    pub async fn restart_apiserver(&self, name: &str) {
+        let (status, _) = self
+            .admin(
+                Method::POST,
+                &format!("/_admin/restart-apiserver?cluster={}", self.cluster_id(name)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    /// The raw value the database holds for a key of a cluster, read from the file directly.
+    pub fn raw(&self, cluster: &str, key: &str) -> Vec<u8> {
+        let db = rusqlite::Connection::open_with_flags(
+            self.dir.path().join("localcloud.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row(
+            "SELECT value FROM etcd WHERE cluster = ?1 AND key = ?2",
+            [self.cluster_id(cluster).to_ascii_lowercase(), key.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+}
+
+impl Kube {
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.server))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_secret(&self, ns: &str, name: &str, value: &str) -> (StatusCode, Value) {
+        use base64::Engine;
+        let body = serde_json::json!({"metadata": {"name": name}, "data": {"v": base64::engine::general_purpose::STANDARD.encode(value)}});
+        self.request(Method::POST, &format!("/api/v1/namespaces/{ns}/secrets"), Some(body))
+            .await
+    }
+
+    /// A no-op merge patch carrying the resourceVersion precondition: what the rewrite engine sends.
+    pub async fn touch(&self, ns: &str, name: &str, rv: &str) -> (StatusCode, Value) {
+        let body = serde_json::json!({"metadata": {"resourceVersion": rv}});
+        let url = format!("{}/api/v1/namespaces/{ns}/secrets/{name}", self.server);
+        let resp = self
+            .http
+            .patch(url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Rewrites every secret with no-op updates (metadata-only list, then one touch each).
+    pub async fn rewrite_all(&self) -> usize {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/secrets", self.server))
+            .bearer_auth(&self.token)
+            .header(
+                "accept",
+                "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
+            )
+            .send()
+            .await
+            .unwrap();
+        let list: Value = resp.json().await.unwrap();
+        let items = list["items"].as_array().unwrap().clone();
+        for item in &items {
+            let m = &item["metadata"];
+            let (status, body) = self
+                .touch(
+                    m["namespace"].as_str().unwrap(),
+                    m["name"].as_str().unwrap(),
+                    m["resourceVersion"].as_str().unwrap(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        items.len()
+    }
+}

@@ -1,0 +1,682 @@
+//! Each emulated cluster's Kubernetes API server, at `https://127.0.0.1:{port}/k8s{cluster id}`
+//! (the address in its admin kubeconfig): discovery, namespaces, secrets, config maps and pods,
+//! with Kubernetes' `Status` errors, `resourceVersion` preconditions, paging, and metadata-only
+//! lists. Secrets are stored like etcd does — `/registry/secrets/{ns}/{name}` with a global
+//! revision — through the KMS encryption configuration of [`kms`].
+
+pub mod envelope;
+pub mod kms;
+
+use crate::http::{json, new_guid, now_rfc3339};
+use crate::state::Shared;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use kms::ClusterKms;
+use serde_json::{json as j, Map, Value};
+use std::collections::HashMap;
+
+/// KMS v1's documented ceiling on AKS.
+pub const KMS_V1_SECRET_LIMIT: i64 = 2000;
+
+/// A Kubernetes `Status` failure.
+#[derive(Debug, Clone)]
+pub struct K8sError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl K8sError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        K8sError {
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+    }
+    fn not_found(resource: &str, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
+    }
+    fn conflict(resource: &str, name: &str) -> Self {
+        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"))
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+}
+
+impl From<rusqlite::Error> for K8sError {
+    fn from(e: rusqlite::Error) -> Self {
+        K8sError::internal(e.to_string())
+    }
+}
+
+impl IntoResponse for K8sError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json(
+            status,
+            j!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code}),
+        )
+    }
+}
+
+type K8sResult = Result<Response, K8sError>;
+
+/// The resources this API server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Secret,
+    ConfigMap,
+    Pod,
+    Namespace,
+}
+
+impl Kind {
+    fn parse(plural: &str) -> Option<Kind> {
+        match plural {
+            "secrets" => Some(Kind::Secret),
+            "configmaps" => Some(Kind::ConfigMap),
+            "pods" => Some(Kind::Pod),
+            "namespaces" => Some(Kind::Namespace),
+            _ => None,
+        }
+    }
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::Secret => "secrets",
+            Kind::ConfigMap => "configmaps",
+            Kind::Pod => "pods",
+            Kind::Namespace => "namespaces",
+        }
+    }
+    fn kind(self) -> &'static str {
+        match self {
+            Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Pod => "Pod",
+            Kind::Namespace => "Namespace",
+        }
+    }
+    fn key(self, ns: &str, name: &str) -> String {
+        match self {
+            Kind::Namespace => format!("/registry/namespaces/{name}"),
+            _ => format!("/registry/{}/{ns}/{name}", self.plural()),
+        }
+    }
+    fn prefix(self, ns: Option<&str>) -> String {
+        match (self, ns) {
+            (Kind::Namespace, _) | (_, None) => format!("/registry/{}/", self.plural()),
+            (_, Some(ns)) => format!("/registry/{}/{ns}/", self.plural()),
+        }
+    }
+}
+
+/// One cluster's API server for the duration of a request.
+pub struct ApiServer<'a> {
+    pub state: &'a Shared,
+    pub doc: Value,
+    pub kms: ClusterKms,
+}
+
+impl<'a> ApiServer<'a> {
+    pub fn new(state: &'a Shared, doc: Value) -> Self {
+        let kms = ClusterKms::of(state, &doc);
+        ApiServer { state, doc, kms }
+    }
+
+    fn cluster(&self) -> &str {
+        &self.kms.cluster
+    }
+
+    fn minor(&self) -> u32 {
+        self.doc["properties"]["currentKubernetesVersion"]
+            .as_str()
+            .and_then(|v| v.split('.').nth(1))
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(30)
+    }
+
+    /// Creates `default`, `kube-system` and `kube-public` on first use.
+    fn ensure_namespaces(&self) -> Result<(), K8sError> {
+        for ns in ["default", "kube-system", "kube-public"] {
+            let key = Kind::Namespace.key("", ns);
+            if self.state.db.etcd_get(self.cluster(), &key)?.is_none() {
+                let obj = j!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "uid": new_guid(), "creationTimestamp": now_rfc3339()}, "status": {"phase": "Active"}});
+                let _ = self
+                    .state
+                    .db
+                    .etcd_put(self.cluster(), &key, obj.to_string().as_bytes(), Some(0));
+            }
+        }
+        Ok(())
+    }
+
+    /// The object at `key` with its `resourceVersion`, and whether it is stale.
+    fn read(&self, kind: Kind, key: &str) -> Result<Option<(Value, bool)>, K8sError> {
+        let Some(entry) = self.state.db.etcd_get(self.cluster(), key)? else {
+            return Ok(None);
+        };
+        self.decode(kind, &entry).map(Some)
+    }
+
+    fn decode(&self, kind: Kind, entry: &crate::db::EtcdEntry) -> Result<(Value, bool), K8sError> {
+        let (plain, stale) = if kind == Kind::Secret {
+            self.kms.decrypt(self.state, &entry.key, &entry.value)?
+        } else {
+            (entry.value.clone(), false)
+        };
+        let mut obj: Value = serde_json::from_slice(&plain)
+            .map_err(|e| K8sError::internal(format!("corrupt object at {}: {e}", entry.key)))?;
+        obj["metadata"]["resourceVersion"] = j!(entry.mod_rev.to_string());
+        Ok((obj, stale))
+    }
+
+    /// Stores `obj` at `key` if its revision is `expected`; returns the stored object.
+    fn write(
+        &self,
+        kind: Kind,
+        key: &str,
+        mut obj: Value,
+        expected: Option<i64>,
+        name: &str,
+    ) -> Result<Value, K8sError> {
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        let bytes = obj.to_string().into_bytes();
+        let stored = if kind == Kind::Secret {
+            self.kms.encrypt(self.state, key, &bytes)?
+        } else {
+            bytes
+        };
+        let rev = self
+            .state
+            .db
+            .etcd_put(self.cluster(), key, &stored, expected)
+            .map_err(|e| match e {
+                crate::db::EtcdWriteError::Conflict if expected == Some(0) => K8sError::new(
+                    409,
+                    "AlreadyExists",
+                    format!("{} \"{name}\" already exists", kind.plural()),
+                ),
+                crate::db::EtcdWriteError::Conflict => K8sError::conflict(kind.plural(), name),
+                crate::db::EtcdWriteError::Db(e) => K8sError::from(e),
+            })?;
+        obj["metadata"]["resourceVersion"] = j!(rev.to_string());
+        Ok(obj)
+    }
+
+    /// Synthesised system pods: CoreDNS, and the Konnectivity agents on clusters without API
+    /// server VNet integration.
+    fn pods(&self) -> Vec<Value> {
+        let vnet = self.doc["properties"]["apiServerAccessProfile"]["enableVnetIntegration"] == j!(true);
+        let mut pods = vec![
+            ("coredns-789789675-5xk2p", "coredns"),
+            ("coredns-789789675-q8fzd", "coredns"),
+            ("metrics-server-5dfc656944-7lw6b", "metrics-server"),
+        ];
+        if !vnet {
+            pods.push(("konnectivity-agent-7f9c8d7b4-2hqzl", "konnectivity-agent"));
+            pods.push(("konnectivity-agent-7f9c8d7b4-m5nrx", "konnectivity-agent"));
+        }
+        pods.into_iter()
+            .map(|(name, app)| {
+                j!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "kube-system", "labels": {"app": app, "k8s-app": app}, "uid": new_guid(), "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "spec": {"containers": [{"name": app, "image": format!("mcr.microsoft.com/oss/kubernetes/{app}:latest")}]},
+                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+            })
+            .collect()
+    }
+}
+
+fn status_ok(kind: Kind, name: &str) -> Response {
+    json(
+        StatusCode::OK,
+        j!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": kind.plural()}}),
+    )
+}
+
+/// Every request under `/k8s/...`.
+pub async fn handle(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match route(&state, &method, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> K8sResult {
+    let path = uri.path().strip_prefix("/k8s").unwrap_or_default();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segs.len() < 8 {
+        return Err(K8sError::not_found("clusters", path));
+    }
+    let cluster_id = format!("/{}", segs[..8].join("/"));
+    let doc = crate::arm::clusters::settle(state, &cluster_id)
+        .map_err(|e| K8sError::internal(e.message))?
+        .ok_or_else(|| K8sError::not_found("clusters", &cluster_id))?;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let expected = doc["properties"]["kmsflowAdminToken"].as_str();
+    if token.is_none() || token != expected {
+        return Err(K8sError::new(401, "Unauthorized", "Unauthorized"));
+    }
+    let query: HashMap<String, String> = uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let api = ApiServer::new(state, doc);
+    api.ensure_namespaces()?;
+    let rest = &segs[8..];
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match (method.clone(), rest) {
+        (Method::GET, ["version"]) => {
+            let minor = api.minor();
+            let git = api.doc["properties"]["currentKubernetesVersion"]
+                .as_str()
+                .unwrap_or("1.30.0")
+                .to_string();
+            Ok(json(
+                StatusCode::OK,
+                j!({"major": "1", "minor": minor.to_string(), "gitVersion": format!("v{git}"), "platform": "linux/amd64", "goVersion": "go1.22"}),
+            ))
+        }
+        (Method::GET, ["api"]) => Ok(json(
+            StatusCode::OK,
+            j!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        )),
+        (Method::GET, ["apis"]) => Ok(json(
+            StatusCode::OK,
+            j!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+        )),
+        (Method::GET, ["api", "v1"]) => Ok(json(StatusCode::OK, resource_list())),
+        (_, ["api", "v1", plural]) => {
+            let kind = Kind::parse(plural).ok_or_else(|| K8sError::not_found("resources", plural))?;
+            match *method {
+                Method::GET => list(&api, kind, None, &query, accept),
+                Method::POST if kind == Kind::Namespace => create(&api, kind, "", body),
+                _ => Err(K8sError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                )),
+            }
+        }
+        (_, ["api", "v1", "namespaces", ns]) => match *method {
+            Method::GET => get(&api, Kind::Namespace, "", ns),
+            _ => Err(K8sError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )),
+        },
+        (_, ["api", "v1", "namespaces", ns, plural]) => {
+            let kind = Kind::parse(plural)
+                .filter(|k| *k != Kind::Namespace)
+                .ok_or_else(|| K8sError::not_found("resources", plural))?;
+            match *method {
+                Method::GET => list(&api, kind, Some(ns), &query, accept),
+                Method::POST if kind != Kind::Pod => create(&api, kind, ns, body),
+                _ => Err(K8sError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                )),
+            }
+        }
+        (_, ["api", "v1", "namespaces", ns, plural, name]) => {
+            let kind = Kind::parse(plural)
+                .filter(|k| *k != Kind::Namespace)
+                .ok_or_else(|| K8sError::not_found("resources", plural))?;
+            match (method.clone(), kind) {
+                (Method::GET, _) => get(&api, kind, ns, name),
+                (_, Kind::Pod) => Err(K8sError::new(405, "MethodNotAllowed", "pods are read-only here")),
+                (Method::PUT, _) => update(&api, kind, ns, name, body, false),
+                (Method::PATCH, _) => update(&api, kind, ns, name, body, true),
+                (Method::DELETE, _) => {
+                    if api.state.db.etcd_delete(api.cluster(), &kind.key(ns, name))? {
+                        Ok(status_ok(kind, name))
+                    } else {
+                        Err(K8sError::not_found(kind.plural(), name))
+                    }
+                }
+                _ => Err(K8sError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                )),
+            }
+        }
+        _ => Err(K8sError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn resource_list() -> Value {
+    let r = |name: &str, kind: &str, namespaced: bool, verbs: &[&str], short: &[&str]| j!({"name": name, "singularName": kind.to_ascii_lowercase(), "namespaced": namespaced, "kind": kind, "verbs": verbs, "shortNames": short});
+    j!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+        r("namespaces", "Namespace", false, &["create", "get", "list"], &["ns"]),
+        r("secrets", "Secret", true, &["create", "delete", "get", "list", "patch", "update"], &[]),
+        r("configmaps", "ConfigMap", true, &["create", "delete", "get", "list", "patch", "update"], &["cm"]),
+        r("pods", "Pod", true, &["get", "list"], &["po"]),
+    ]})
+}
+
+fn get(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str) -> K8sResult {
+    if kind == Kind::Pod {
+        return api
+            .pods()
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name && ns == "kube-system")
+            .map(|p| json(StatusCode::OK, p))
+            .ok_or_else(|| K8sError::not_found("pods", name));
+    }
+    let (obj, _) = api
+        .read(kind, &kind.key(ns, name))?
+        .ok_or_else(|| K8sError::not_found(kind.plural(), name))?;
+    Ok(json(StatusCode::OK, obj))
+}
+
+fn matches_selector(obj: &Value, selector: Option<&String>) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    selector.split(',').all(|term| match term.split_once('=') {
+        Some((k, v)) => obj["metadata"]["labels"][k.trim_end_matches('=')] == j!(v.trim_start_matches('=')),
+        None => !obj["metadata"]["labels"][term].is_null(),
+    })
+}
+
+fn list(api: &ApiServer<'_>, kind: Kind, ns: Option<&str>, query: &HashMap<String, String>, accept: &str) -> K8sResult {
+    let rv = api.state.db.etcd_rev(api.cluster())?;
+    let selector = query.get("labelSelector");
+    let (items, next, remaining) = if kind == Kind::Pod {
+        let pods: Vec<Value> = api
+            .pods()
+            .into_iter()
+            .filter(|p| ns.is_none_or(|n| p["metadata"]["namespace"] == n))
+            .collect();
+        (pods, None, None)
+    } else {
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<i64>().ok())
+            .filter(|l| *l > 0);
+        let after = match query.get("continue").filter(|c| !c.is_empty()) {
+            Some(token) => URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| K8sError::bad("invalid continue token"))?,
+            None => String::new(),
+        };
+        let prefix = kind.prefix(ns);
+        let entries = api
+            .state
+            .db
+            .etcd_list(api.cluster(), &prefix, &after, limit.map_or(i64::MAX, |l| l + 1))?;
+        let more = limit.is_some_and(|l| entries.len() as i64 > l);
+        let page = &entries[..entries.len().min(limit.map_or(usize::MAX, |l| l as usize))];
+        let mut items = Vec::with_capacity(page.len());
+        for e in page {
+            items.push(api.decode(kind, e)?.0);
+        }
+        let next = if more {
+            page.last().map(|e| URL_SAFE_NO_PAD.encode(e.key.as_bytes()))
+        } else {
+            None
+        };
+        let remaining = match (&next, page.last()) {
+            (Some(_), Some(last)) => Some(
+                api.state
+                    .db
+                    .etcd_list(api.cluster(), &prefix, &last.key, i64::MAX)?
+                    .len(),
+            ),
+            _ => None,
+        };
+        (items, next, remaining)
+    };
+    let items: Vec<Value> = items.into_iter().filter(|o| matches_selector(o, selector)).collect();
+    let mut metadata = j!({"resourceVersion": rv.to_string()});
+    if let Some(next) = next {
+        metadata["continue"] = j!(next);
+        metadata["remainingItemCount"] = j!(remaining.unwrap_or(0));
+    }
+    if accept.contains("as=PartialObjectMetadataList") {
+        let items: Vec<Value> = items
+            .into_iter()
+            .map(|o| j!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}))
+            .collect();
+        return Ok(json(
+            StatusCode::OK,
+            j!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items}),
+        ));
+    }
+    Ok(json(
+        StatusCode::OK,
+        j!({"kind": format!("{}List", kind.kind()), "apiVersion": "v1", "metadata": metadata, "items": items}),
+    ))
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, K8sError> {
+    serde_json::from_slice(body)
+        .map_err(|e| K8sError::bad(format!("the body of the request was in an unknown format: {e}")))
+}
+
+/// Folds `stringData` into `data`, as the API server does on write.
+fn normalize_secret(obj: &mut Value) {
+    if let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+        let data = obj["data"].as_object().cloned().unwrap_or_default();
+        let mut data: Map<String, Value> = data;
+        for (k, v) in string_data {
+            data.insert(k, j!(STANDARD.encode(v.as_str().unwrap_or_default())));
+        }
+        obj["data"] = Value::Object(data);
+    }
+    if obj["type"].is_null() {
+        obj["type"] = j!("Opaque");
+    }
+}
+
+fn create(api: &ApiServer<'_>, kind: Kind, ns: &str, body: &Bytes) -> K8sResult {
+    let mut obj = parse_body(body)?;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| K8sError::new(422, "Invalid", "metadata.name: Required value: name is required"))?
+        .to_string();
+    if kind != Kind::Namespace {
+        if api
+            .state
+            .db
+            .etcd_get(api.cluster(), &Kind::Namespace.key("", ns))?
+            .is_none()
+        {
+            return Err(K8sError::not_found("namespaces", ns));
+        }
+        obj["metadata"]["namespace"] = j!(ns);
+    }
+    if kind == Kind::Secret {
+        normalize_secret(&mut obj);
+        if api.kms.primary.is_some()
+            && !api.kms.v2
+            && api.state.db.etcd_count(api.cluster(), "/registry/secrets/")? >= KMS_V1_SECRET_LIMIT
+        {
+            return Err(K8sError::new(403, "Forbidden", format!("secrets \"{name}\" is forbidden: KMS v1 supports at most {KMS_V1_SECRET_LIMIT} secrets on AKS; migrate the cluster to KMS v2 (Kubernetes 1.27+)")));
+        }
+    }
+    obj["apiVersion"] = j!("v1");
+    obj["kind"] = j!(kind.kind());
+    obj["metadata"]["uid"] = j!(new_guid());
+    obj["metadata"]["creationTimestamp"] = j!(now_rfc3339());
+    let stored = api.write(kind, &kind.key(ns, &name), obj, Some(0), &name)?;
+    Ok(json(StatusCode::CREATED, stored))
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = j!({});
+            }
+            if let Some(t) = target.as_object_mut() {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// PUT (replace) or JSON merge PATCH. A write that changes nothing is skipped unless the stored
+/// value is stale, exactly like `GuaranteedUpdate`: that is what makes a no-op update re-encrypt.
+fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, patch: bool) -> K8sResult {
+    let key = kind.key(ns, name);
+    let entry = api
+        .state
+        .db
+        .etcd_get(api.cluster(), &key)?
+        .ok_or_else(|| K8sError::not_found(kind.plural(), name))?;
+    let (current, stale) = api.decode(kind, &entry)?;
+    let given = parse_body(body)?;
+    let precondition = given["metadata"]["resourceVersion"].as_str().map(str::to_string);
+    if let Some(rv) = &precondition {
+        if rv.parse::<i64>().ok() != Some(entry.mod_rev) {
+            return Err(K8sError::conflict(kind.plural(), name));
+        }
+    }
+    let mut next = if patch {
+        let mut merged = current.clone();
+        merge_patch(&mut merged, &given);
+        merged
+    } else {
+        if given["metadata"]["name"].as_str() != Some(name) {
+            return Err(K8sError::bad(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                given["metadata"]["name"].as_str().unwrap_or_default()
+            )));
+        }
+        given
+    };
+    next["apiVersion"] = j!("v1");
+    next["kind"] = j!(kind.kind());
+    next["metadata"]["namespace"] = j!(ns);
+    for managed in ["uid", "creationTimestamp"] {
+        next["metadata"][managed] = current["metadata"][managed].clone();
+    }
+    if kind == Kind::Secret {
+        normalize_secret(&mut next);
+    }
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    if strip(&next) == strip(&current) && !stale {
+        return Ok(json(StatusCode::OK, current));
+    }
+    let stored = api.write(kind, &key, next, Some(entry.mod_rev), name)?;
+    Ok(json(StatusCode::OK, stored))
+}
+
+/// Creates `count` secrets round-robin across namespaces `seed-0..seed-{namespaces-1}`, each with
+/// `size` random bytes of data; returns how many were created (existing names are skipped).
+pub fn seed_secrets(api: &ApiServer<'_>, count: usize, namespaces: usize, size: usize) -> Result<usize, K8sError> {
+    use rand::RngCore;
+    for n in 0..namespaces {
+        let ns = format!("seed-{n}");
+        let key = Kind::Namespace.key("", &ns);
+        if api.state.db.etcd_get(api.cluster(), &key)?.is_none() {
+            let obj = j!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "uid": new_guid(), "creationTimestamp": now_rfc3339()}, "status": {"phase": "Active"}});
+            api.write(Kind::Namespace, &key, obj, Some(0), &ns)?;
+        }
+    }
+    let existing = api.state.db.etcd_count(api.cluster(), "/registry/secrets/")?;
+    let mut created = 0;
+    let mut data = vec![0u8; size];
+    for i in 0..count {
+        let ns = format!("seed-{}", i % namespaces);
+        let name = format!("secret-{:06}", existing as usize + i);
+        rand::thread_rng().fill_bytes(&mut data);
+        let body = serde_json::to_vec(
+            &j!({"metadata": {"name": name}, "type": "Opaque", "data": {"value": STANDARD.encode(&data)}}),
+        )
+        .map_err(|e| K8sError::internal(e.to_string()))?;
+        match create(api, Kind::Secret, &ns, &Bytes::from(body)) {
+            Ok(_) => created += 1,
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}

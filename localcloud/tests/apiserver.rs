@@ -365,3 +365,26 @@ async fn paging_and_metadata_only_lists() {
         "a VNet-integrated cluster has no Konnectivity agents"
     );
 }
+
+#[tokio::test]
+async fn openapi_v2_is_served_as_a_protobuf_document() {
+    let c = start().await;
+    let s = c.kms_setup("kv-oapi1").await;
+    let kube = c.kms_cluster(&s, "aks1", "1.30", None).await;
+    let resp = kube
+        .http
+        .get(format!("{}/openapi/v2?timeout=32s", kube.server))
+        .bearer_auth(&kube.token)
+        .header("accept", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    let body = resp.bytes().await.unwrap();
+    // Field 1 (swagger) is the string "2.0".
+    assert_eq!(&body[..5], b"\x0a\x032.0", "{}", hex::encode(&body));
+}

@@ -311,6 +311,7 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
             StatusCode::OK,
             j!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
         )),
+        (Method::GET, ["openapi", "v2"]) => Ok(openapi_v2()),
         (Method::GET, ["apis"]) => Ok(json(
             StatusCode::OK,
             j!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
@@ -679,4 +680,43 @@ pub fn seed_secrets(api: &ApiServer<'_>, count: usize, namespaces: usize, size: 
         }
     }
     Ok(created)
+}
+
+/// A minimal OpenAPI v2 document in the protobuf form kubectl asks for (gnostic `openapi_v2.Document`
+/// with `swagger`, `info` and empty `paths`). kubectl validates against it before `replace`; with
+/// no definitions it has no schema to reject an object with, and the server accepts or refuses
+/// the object itself.
+fn openapi_v2() -> Response {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Info {
+        #[prost(string, tag = "1")]
+        title: String,
+        #[prost(string, tag = "2")]
+        version: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Paths {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Document {
+        #[prost(string, tag = "1")]
+        swagger: String,
+        #[prost(message, optional, tag = "2")]
+        info: Option<Info>,
+        #[prost(message, optional, tag = "8")]
+        paths: Option<Paths>,
+    }
+    let doc = Document {
+        swagger: "2.0".into(),
+        info: Some(Info {
+            title: "Kubernetes".into(),
+            version: "v1".into(),
+        }),
+        paths: Some(Paths {}),
+    };
+    let mut response = (StatusCode::OK, prost::Message::encode_to_vec(&doc)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+    );
+    response
 }

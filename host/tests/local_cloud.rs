@@ -193,6 +193,24 @@ async fn the_local_cloud_survives_kill_9_with_resources_and_keys_intact() {
         "Microsoft.KeyVault/vaults",
     ]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("/vaults/kv-durable1"));
+    let st = state.to_str().unwrap();
+    let seeded = kmsflow(&[
+        "local",
+        "seed",
+        "--state",
+        st,
+        "aks-old",
+        "--count",
+        "20",
+        "--namespaces",
+        "3",
+    ]);
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+    let inspect = kmsflow(&["local", "inspect", "--state", st, "aks-old"]);
+    let out = String::from_utf8_lossy(&inspect.stdout);
+    assert_eq!(out.lines().count(), 21, "{out}");
+    assert_eq!(out.lines().last(), Some("current: 20, stale: 0, plain: 20"));
+    assert!(out.lines().next().unwrap().ends_with("plain  -  current"), "{out}");
     second.child.kill().unwrap();
     second.child.wait().unwrap();
 }

@@ -72,6 +72,13 @@ fn setup() -> Result<(), String> {
 }
 
 fn test(root: &Path) -> Result<(), String> {
+    match ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+    {
+        Some(k) => eprintln!("xtask: kubectl found at {k}: the kubectl compatibility test runs"),
+        None => eprintln!("xtask: kubectl not found: the kubectl compatibility test will be SKIPPED"),
+    }
     run(
         "cargo fmt --check",
         cargo().current_dir(root).args(["fmt", "--all", "--", "--check"]),

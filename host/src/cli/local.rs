@@ -87,6 +87,31 @@ pub enum LocalCommand {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+    /// Every secret's at-rest state in a cluster (plain / kms-v1 / kms-v2, key version, current or
+    /// stale) — never its data — and a summary line.
+    Inspect {
+        #[command(flatten)]
+        state: StateArg,
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Print only the summary line.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Create N secrets across M namespaces with random data, through the cluster's API server.
+    Seed {
+        #[command(flatten)]
+        state: StateArg,
+        #[command(flatten)]
+        cluster: ClusterArg,
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 5)]
+        namespaces: usize,
+        /// Bytes of random data per secret.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// Every resource the local cloud holds.
     Resources {
         #[command(flatten)]
@@ -97,8 +122,85 @@ pub enum LocalCommand {
     },
 }
 
+/// A cluster by name (in the default subscription) or by resource id.
+#[derive(Args)]
+pub struct ClusterArg {
+    /// The cluster's name, or its full resource id.
+    cluster: String,
+    #[arg(long, default_value = "rg1")]
+    resource_group: String,
+    #[arg(long)]
+    subscription: Option<String>,
+}
+
+impl ClusterArg {
+    fn id(&self, dir: &std::path::Path) -> anyhow::Result<String> {
+        if self.cluster.starts_with("/subscriptions/") {
+            return Ok(self.cluster.clone());
+        }
+        let sub = match &self.subscription {
+            Some(s) => s.clone(),
+            None => read_profile(dir)?.default_subscription,
+        };
+        Ok(format!(
+            "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.ContainerService/managedClusters/{}",
+            self.resource_group, self.cluster
+        ))
+    }
+}
+
 pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
     match command {
+        LocalCommand::Inspect {
+            state,
+            cluster,
+            summary,
+        } => {
+            let dir = state.dir()?;
+            let id = cluster.id(&dir)?;
+            let doc = admin(
+                &dir,
+                reqwest::Method::GET,
+                &format!("/_admin/inspect?cluster={id}"),
+                None,
+            )
+            .await?;
+            print_value(output, &doc, |d| {
+                let mut out = String::new();
+                if !summary {
+                    for s in d["secrets"].as_array().into_iter().flatten() {
+                        out.push_str(&format!(
+                            "{}/{}  {}  {}  {}\n",
+                            s["namespace"].as_str().unwrap_or_default(),
+                            s["name"].as_str().unwrap_or_default(),
+                            s["at_rest"].as_str().unwrap_or_default(),
+                            s["key_version"].as_str().unwrap_or("-"),
+                            if s["stale"] == true { "stale" } else { "current" },
+                        ));
+                    }
+                }
+                let sum = &d["summary"];
+                out.push_str(&format!(
+                    "current: {}, stale: {}, plain: {}\n",
+                    sum["current"], sum["stale"], sum["plain"]
+                ));
+                out
+            });
+            Ok(0)
+        }
+        LocalCommand::Seed {
+            state,
+            cluster,
+            count,
+            namespaces,
+            size,
+        } => {
+            let dir = state.dir()?;
+            let body = json!({"cluster": cluster.id(&dir)?, "count": count, "namespaces": namespaces, "size": size});
+            let doc = admin(&dir, reqwest::Method::POST, "/_admin/seed-secrets", Some(body)).await?;
+            print_value(output, &doc, |d| format!("created {} secrets\n", d["created"]));
+            Ok(0)
+        }
         LocalCommand::Serve {
             state,
             port,

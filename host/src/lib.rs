@@ -29,6 +29,7 @@ pub mod backend;
 pub mod bench;
 mod builtin;
 pub mod capabilities;
+pub mod cloud;
 pub mod engine;
 mod error;
 pub mod events;

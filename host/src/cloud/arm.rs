@@ -1,0 +1,393 @@
+//! The Azure Resource Manager client: bearer tokens from `azure_identity`, retries for 429, 5xx
+//! and dropped connections (honouring `Retry-After`, else jittered exponential backoff) within a
+//! total deadline, ARM error bodies mapped to the WIT error, `x-ms-request-id` kept, and
+//! long-running operations awaited (`Azure-AsyncOperation`, `Location`, `provisioningState`).
+
+use crate::wit::types::{Error as WitError, ErrorKind};
+use azure_core::credentials::TokenCredential;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// First backoff when the service gives no `Retry-After`; doubled per attempt, jittered.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Total time for one call including retries and, for long-running operations, polling.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            deadline: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt` (1-based retry count), from `Retry-After` if given.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(self.max_delay);
+        }
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
+        let capped = exp.min(self.max_delay);
+        // Full jitter in [capped/2, capped].
+        let half = capped / 2;
+        half + Duration::from_nanos(rand::random::<u64>() % (half.as_nanos() as u64 + 1))
+    }
+}
+
+/// A failed cloud call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CloudError {
+    /// The service answered with an error.
+    #[error("{status} {code}: {message}")]
+    Service {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// No usable answer within the retries and deadline (connections failed, 5xx, throttling).
+    #[error("{0}")]
+    Unavailable(String),
+    /// No token could be obtained.
+    #[error("cannot get a token: {0}")]
+    Auth(String),
+    /// A long-running operation ended `Failed` or `Canceled`.
+    #[error("operation {status}: {code}: {message}")]
+    OperationFailed {
+        status: String,
+        code: String,
+        message: String,
+    },
+}
+
+impl CloudError {
+    /// The WIT error a plugin sees.
+    pub fn to_wit(&self) -> WitError {
+        let (kind, code, message) = match self {
+            CloudError::Service {
+                status, code, message, ..
+            } => {
+                let kind = match *status {
+                    400 | 422 => ErrorKind::Invalid,
+                    401 | 403 => ErrorKind::Denied,
+                    404 => ErrorKind::NotFound,
+                    409 => ErrorKind::Conflict,
+                    412 => ErrorKind::Precondition,
+                    429 => ErrorKind::Throttled,
+                    500..=599 => ErrorKind::Unavailable,
+                    _ => ErrorKind::Internal,
+                };
+                (kind, code.clone(), message.clone())
+            }
+            CloudError::Unavailable(m) => (ErrorKind::Unavailable, String::new(), m.clone()),
+            CloudError::Auth(m) => (ErrorKind::Denied, "CredentialUnavailable".to_string(), m.clone()),
+            CloudError::OperationFailed { code, message, .. } => (ErrorKind::Conflict, code.clone(), message.clone()),
+        };
+        WitError { kind, code, message }
+    }
+
+    /// The HTTP status, when the service answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CloudError::Service { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct ArmResponse {
+    pub status: u16,
+    pub body: Value,
+    pub headers: HeaderMap,
+    pub request_id: Option<String>,
+    /// Retries it took (0: first attempt succeeded).
+    pub retries: u32,
+}
+
+/// A Resource Manager client for one cloud and credential.
+#[derive(Clone)]
+pub struct ArmClient {
+    http: reqwest::Client,
+    endpoint: String,
+    scope: String,
+    credential: Arc<dyn TokenCredential>,
+    policy: RetryPolicy,
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-ms-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn terminal(state: &str) -> bool {
+    matches!(state, "Succeeded" | "Failed" | "Canceled")
+}
+
+impl ArmClient {
+    pub fn new(
+        http: reqwest::Client,
+        endpoint: &str,
+        scope: &str,
+        credential: Arc<dyn TokenCredential>,
+        policy: RetryPolicy,
+    ) -> Self {
+        ArmClient {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            scope: scope.to_string(),
+            credential,
+            policy,
+        }
+    }
+
+    fn url(&self, path: &str, api_version: &str) -> String {
+        if path.starts_with("https://") {
+            return path.to_string();
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{}{path}{sep}api-version={api_version}", self.endpoint)
+    }
+
+    /// Sends one request (with retries), `extra` headers such as `If-Match` included.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<ArmResponse, CloudError> {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let token = self
+                .credential
+                .get_token(&[&self.scope], None)
+                .await
+                .map_err(|e| CloudError::Auth(e.to_string()))?;
+            let mut req = self.http.request(method.clone(), url).bearer_auth(token.token.secret());
+            for (name, value) in extra {
+                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                    req = req.header(n, v);
+                }
+            }
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    match resp.text().await {
+                        Ok(text) => Ok((status, headers, text)),
+                        Err(e) => Err(format!("reading the response failed: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("request failed: {e}")),
+            };
+            let (wait, last_error) = match outcome {
+                Ok((status, headers, text)) if !retryable(status) => {
+                    let body: Value = if text.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text))
+                    };
+                    let request_id = request_id(&headers);
+                    if status.is_success() {
+                        return Ok(ArmResponse {
+                            status: status.as_u16(),
+                            body,
+                            headers,
+                            request_id,
+                            retries: attempt,
+                        });
+                    }
+                    let error = &body["error"];
+                    return Err(CloudError::Service {
+                        status: status.as_u16(),
+                        code: error["code"].as_str().unwrap_or_default().to_string(),
+                        message: error["message"]
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| body.to_string()),
+                        request_id,
+                    });
+                }
+                Ok((status, headers, text)) => (
+                    retry_after(&headers),
+                    format!("{status}: {}", text.chars().take(300).collect::<String>()),
+                ),
+                Err(e) => (None, e),
+            };
+            attempt += 1;
+            let delay = self.policy.delay(attempt, wait);
+            if attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.deadline {
+                return Err(CloudError::Unavailable(format!(
+                    "{method} {url} gave up after {attempt} attempts: {last_error}"
+                )));
+            }
+            tracing::debug!(%method, url, attempt, ?delay, "retrying: {last_error}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str, api_version: &str) -> Result<ArmResponse, CloudError> {
+        self.send(Method::GET, &self.url(path, api_version), None, &[]).await
+    }
+
+    pub async fn put(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: &Value,
+        extra: &[(&str, &str)],
+    ) -> Result<ArmResponse, CloudError> {
+        self.send(Method::PUT, &self.url(path, api_version), Some(body), extra)
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, api_version: &str, body: &Value) -> Result<ArmResponse, CloudError> {
+        self.send(Method::PATCH, &self.url(path, api_version), Some(body), &[])
+            .await
+    }
+
+    pub async fn post(&self, path: &str, api_version: &str, body: Option<&Value>) -> Result<ArmResponse, CloudError> {
+        self.send(Method::POST, &self.url(path, api_version), body, &[]).await
+    }
+
+    /// Waits for the long-running operation `first` started on `path`, then returns the resource.
+    pub async fn wait(&self, path: &str, api_version: &str, first: ArmResponse) -> Result<ArmResponse, CloudError> {
+        let header = |name: &str| {
+            first
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let mut delay = retry_after(&first.headers).unwrap_or(Duration::from_secs(1));
+        if let Some(status_url) = header("azure-asyncoperation") {
+            loop {
+                tokio::time::sleep(delay).await;
+                let poll = self.send(Method::GET, &status_url, None, &[]).await?;
+                let status = poll.body["status"].as_str().unwrap_or("InProgress").to_string();
+                if terminal(&status) {
+                    if status != "Succeeded" {
+                        let error = &poll.body["error"];
+                        return Err(CloudError::OperationFailed {
+                            status,
+                            code: error["code"].as_str().unwrap_or_default().to_string(),
+                            message: error["message"].as_str().unwrap_or_default().to_string(),
+                        });
+                    }
+                    return self.get(path, api_version).await;
+                }
+                delay = retry_after(&poll.headers).unwrap_or(delay);
+            }
+        }
+        if let Some(location) = header("location").filter(|_| first.status == 202) {
+            loop {
+                tokio::time::sleep(delay).await;
+                let poll = self.send(Method::GET, &location, None, &[]).await?;
+                if poll.status != 202 {
+                    return self.get(path, api_version).await;
+                }
+                delay = retry_after(&poll.headers).unwrap_or(delay);
+            }
+        }
+        let mut current = first;
+        loop {
+            let state = current.body["properties"]["provisioningState"]
+                .as_str()
+                .unwrap_or("Succeeded")
+                .to_string();
+            if terminal(&state) {
+                return if state == "Succeeded" {
+                    Ok(current)
+                } else {
+                    Err(CloudError::OperationFailed {
+                        status: state,
+                        code: String::new(),
+                        message: format!("{path} ended {}", current.body["properties"]["provisioningState"]),
+                    })
+                };
+            }
+            tokio::time::sleep(delay).await;
+            current = self.get(path, api_version).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_wins_and_backoff_grows_with_jitter_and_a_cap() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.delay(3, Some(Duration::from_secs(1))), Duration::from_secs(1));
+        assert_eq!(p.delay(1, Some(Duration::from_secs(600))), Duration::from_secs(2));
+        for attempt in 1..6 {
+            let d = p.delay(attempt, None);
+            let full = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(2));
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn service_errors_map_to_wit_kinds() {
+        let e = |status| {
+            CloudError::Service {
+                status,
+                code: "C".into(),
+                message: "m".into(),
+                request_id: None,
+            }
+            .to_wit()
+            .kind
+        };
+        assert_eq!(e(404), ErrorKind::NotFound);
+        assert_eq!(e(403), ErrorKind::Denied);
+        assert_eq!(e(409), ErrorKind::Conflict);
+        assert_eq!(e(412), ErrorKind::Precondition);
+        assert_eq!(e(400), ErrorKind::Invalid);
+        assert_eq!(e(429), ErrorKind::Throttled);
+    }
+}

@@ -265,6 +265,16 @@ impl ArmClient {
         }
     }
 
+    /// A token for Resource Manager (the caller reads its claims, e.g. `oid`).
+    pub async fn token(&self) -> Result<String, CloudError> {
+        let token = self
+            .credential
+            .get_token(&[&self.scope], None)
+            .await
+            .map_err(|e| CloudError::Auth(e.to_string()))?;
+        Ok(token.token.secret().to_string())
+    }
+
     pub async fn get(&self, path: &str, api_version: &str) -> Result<ArmResponse, CloudError> {
         self.send(Method::GET, &self.url(path, api_version), None, &[]).await
     }

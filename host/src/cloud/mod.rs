@@ -4,9 +4,11 @@
 //! local cloud; only the profile differs.
 
 pub mod arm;
+pub mod azure;
 pub mod credential;
 pub mod http;
 pub mod profile;
 
 pub use arm::{ArmClient, ArmResponse, CloudError, RetryPolicy};
+pub use azure::{ApiVersions, AzureBackend};
 pub use profile::CloudProfile;

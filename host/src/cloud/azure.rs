@@ -1,0 +1,500 @@
+//! `AzureBackend`: the production [`CloudBackend`], built on the ARM client. The same code serves
+//! Azure and the local cloud.
+//!
+//! Every state-changing method is an *ensure*: it reads first and writes only what differs, so a
+//! retried or resumed step repeats no external effect (design.md §6). Role assignments are named by
+//! a GUID derived from (scope, role, principal), so a second attempt finds the first.
+
+use super::arm::{ArmClient, CloudError};
+use crate::backend::{Authorized, CloudBackend};
+use crate::capabilities::CapabilityError;
+use crate::wit::aks::{Cluster, KmsConfig, NetworkAccess};
+use crate::wit::identity::{Principal, PrincipalType, UserAssignedIdentity};
+use crate::wit::keyvault::{AccessMechanism, BuiltinRole, Vault, VaultSpec};
+use crate::wit::types::ErrorKind;
+use async_trait::async_trait;
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// api-versions per resource type (defaults from the reference; configurable per target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiVersions {
+    pub resource_groups: String,
+    pub vaults: String,
+    pub identities: String,
+    pub role_assignments: String,
+    pub clusters: String,
+}
+
+impl Default for ApiVersions {
+    fn default() -> Self {
+        ApiVersions {
+            resource_groups: "2021-04-01".into(),
+            vaults: "2025-05-01".into(),
+            identities: "2023-01-31".into(),
+            role_assignments: "2022-04-01".into(),
+            clusters: "2026-01-01".into(),
+        }
+    }
+}
+
+/// The production backend for one target.
+pub struct AzureBackend {
+    arm: ArmClient,
+    versions: ApiVersions,
+}
+
+type R<T> = Result<T, CapabilityError>;
+
+fn guest(e: CloudError) -> CapabilityError {
+    CapabilityError::Guest(e.to_wit())
+}
+
+fn invalid(code: &str, message: impl Into<String>) -> CapabilityError {
+    CapabilityError::guest(ErrorKind::Invalid, code, message)
+}
+
+/// The role definition GUID of a built-in role.
+pub fn role_guid(role: BuiltinRole) -> &'static str {
+    match role {
+        BuiltinRole::CryptoUser => "12338af0-0e69-4776-bea7-57ae8d297424",
+        BuiltinRole::CryptoOfficer => "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
+        BuiltinRole::Contributor => "f25e0fa2-a7c8-4377-a976-54943a77a395",
+    }
+}
+
+/// A role assignment name derived from (scope, role, principal): the same grant always has the
+/// same name, so retries and resumes find the assignment they made.
+pub fn assignment_name(scope: &str, role: &str, principal: &str) -> String {
+    let digest = Sha256::digest(format!(
+        "{}|{}|{}",
+        scope.to_ascii_lowercase(),
+        role.to_ascii_lowercase(),
+        principal.to_ascii_lowercase()
+    ));
+    let h = hex::encode(&digest[..16]);
+    // RFC 4122 shape (version 5-like, variant 10xx) so ARM accepts it as a GUID.
+    let version = format!("5{}", &h[13..16]);
+    let variant = format!(
+        "{:x}{}",
+        (u8::from_str_radix(&h[16..17], 16).unwrap_or(0) & 0x3) | 0x8,
+        &h[17..20]
+    );
+    format!("{}-{}-{version}-{variant}-{}", &h[..8], &h[8..12], &h[20..32])
+}
+
+/// Whether `key_id` is a versioned Key Vault key id (`https://host/keys/name/version`).
+pub fn is_versioned_key_id(key_id: &str) -> bool {
+    key_id.strip_prefix("https://").is_some_and(|rest| {
+        let segs: Vec<&str> = rest.split('/').collect();
+        segs.len() == 4
+            && segs[1] == "keys"
+            && !segs[2].is_empty()
+            && segs[3].len() == 32
+            && segs[3].bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+fn subscription_of(id: &str) -> String {
+    id.split('/')
+        .filter(|s| !s.is_empty())
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn vault_of(doc: &Value) -> Vault {
+    let p = &doc["properties"];
+    Vault {
+        id: s(&doc["id"]),
+        name: s(&doc["name"]),
+        location: s(&doc["location"]),
+        tenant_id: s(&p["tenantId"]),
+        uri: s(&p["vaultUri"]),
+        rbac_authorization: p["enableRbacAuthorization"] == json!(true),
+        public_network_access: !p["publicNetworkAccess"]
+            .as_str()
+            .is_some_and(|a| a.eq_ignore_ascii_case("disabled")),
+        firewall_restricted: p["networkAcls"]["defaultAction"]
+            .as_str()
+            .is_some_and(|a| a.eq_ignore_ascii_case("deny")),
+        soft_delete: p["enableSoftDelete"] != json!(false),
+        purge_protection: p["enablePurgeProtection"] == json!(true),
+        private_endpoints: p["privateEndpointConnections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved")
+            .map(|c| s(&c["properties"]["privateEndpoint"]["id"]))
+            .collect(),
+    }
+}
+
+fn cluster_of(doc: &Value) -> Cluster {
+    let p = &doc["properties"];
+    let kms = &p["securityProfile"]["azureKeyVaultKms"];
+    let uai = doc["identity"]["userAssignedIdentities"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned());
+    Cluster {
+        id: s(&doc["id"]),
+        name: s(&doc["name"]),
+        location: s(&doc["location"]),
+        kubernetes_version: s(&p["kubernetesVersion"]),
+        current_kubernetes_version: s(&p["currentKubernetesVersion"]),
+        provisioning_state: s(&p["provisioningState"]),
+        identity_type: doc["identity"]["type"].as_str().unwrap_or("None").to_string(),
+        user_assigned_identity: uai,
+        vnet_integration: p["apiServerAccessProfile"]["enableVnetIntegration"] == json!(true),
+        kms: kms.is_object().then(|| KmsConfig {
+            enabled: kms["enabled"] == json!(true),
+            key_id: s(&kms["keyId"]),
+            network_access: if kms["keyVaultNetworkAccess"] == "Private" {
+                NetworkAccess::Private
+            } else {
+                NetworkAccess::Public
+            },
+            vault_resource_id: kms["keyVaultResourceId"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(str::to_string),
+        }),
+        tenant_id: s(&doc["identity"]["tenantId"]),
+    }
+}
+
+fn identity_of(doc: &Value) -> UserAssignedIdentity {
+    let p = &doc["properties"];
+    UserAssignedIdentity {
+        id: s(&doc["id"]),
+        location: s(&doc["location"]),
+        principal_id: s(&p["principalId"]),
+        client_id: s(&p["clientId"]),
+        tenant_id: s(&p["tenantId"]),
+    }
+}
+
+/// The `azureKeyVaultKms` block as `az aks update` writes it (reference §1.7).
+fn kms_block(kms: &KmsConfig) -> Value {
+    if !kms.enabled {
+        return json!({"enabled": false});
+    }
+    match kms.network_access {
+        NetworkAccess::Public => {
+            json!({"enabled": true, "keyId": kms.key_id, "keyVaultNetworkAccess": "Public", "keyVaultResourceId": ""})
+        }
+        NetworkAccess::Private => json!({"enabled": true, "keyId": kms.key_id, "keyVaultNetworkAccess": "Private",
+            "keyVaultResourceId": kms.vault_resource_id.clone().unwrap_or_default()}),
+    }
+}
+
+impl AzureBackend {
+    pub fn new(arm: ArmClient, versions: ApiVersions) -> Self {
+        AzureBackend { arm, versions }
+    }
+
+    async fn get_doc(&self, id: &str, version: &str) -> R<Value> {
+        self.arm.get(id, version).await.map(|r| r.body).map_err(guest)
+    }
+
+    async fn cluster_put_and_wait(&self, id: &str, doc: &Value) -> R<Cluster> {
+        let etag = doc["eTag"].as_str().map(|e| format!("\"{e}\""));
+        let extra: Vec<(&str, &str)> = etag.iter().map(|e| ("If-Match", e.as_str())).collect();
+        let first = self
+            .arm
+            .put(id, &self.versions.clusters, doc, &extra)
+            .await
+            .map_err(guest)?;
+        let done = self.arm.wait(id, &self.versions.clusters, first).await.map_err(guest)?;
+        Ok(cluster_of(&done.body))
+    }
+}
+
+#[async_trait]
+impl CloudBackend for AzureBackend {
+    async fn whoami(&self, _auth: &Authorized) -> R<Principal> {
+        let token = self.arm.token().await.map_err(guest)?;
+        let claims = token
+            .split('.')
+            .nth(1)
+            .and_then(|c| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c.trim_end_matches('='))
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .ok_or_else(|| {
+                CapabilityError::guest(ErrorKind::Internal, "TokenUnreadable", "the access token is not a JWT")
+            })?;
+        let principal_type = match claims["idtyp"].as_str() {
+            Some("user") => PrincipalType::User,
+            _ if claims["scp"].is_string() => PrincipalType::User,
+            _ => PrincipalType::ServicePrincipal,
+        };
+        Ok(Principal {
+            object_id: s(&claims["oid"]),
+            tenant_id: s(&claims["tid"]),
+            principal_type,
+        })
+    }
+
+    async fn get_user_assigned(&self, _auth: &Authorized, id: &str) -> R<UserAssignedIdentity> {
+        Ok(identity_of(&self.get_doc(id, &self.versions.identities).await?))
+    }
+
+    async fn ensure_user_assigned(&self, _auth: &Authorized, id: &str, location: &str) -> R<UserAssignedIdentity> {
+        match self.arm.get(id, &self.versions.identities).await {
+            Ok(r) => Ok(identity_of(&r.body)),
+            Err(e) if e.status() == Some(404) => {
+                let created = self
+                    .arm
+                    .put(id, &self.versions.identities, &json!({"location": location}), &[])
+                    .await
+                    .map_err(guest)?;
+                Ok(identity_of(&created.body))
+            }
+            Err(e) => Err(guest(e)),
+        }
+    }
+
+    async fn get_vault(&self, _auth: &Authorized, vault: &str) -> R<Vault> {
+        Ok(vault_of(&self.get_doc(vault, &self.versions.vaults).await?))
+    }
+
+    async fn ensure_vault(&self, auth: &Authorized, vault: &str, spec: &VaultSpec) -> R<Vault> {
+        match self.arm.get(vault, &self.versions.vaults).await {
+            Ok(r) => return Ok(vault_of(&r.body)),
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(guest(e)),
+        }
+        let me = self.whoami(auth).await?;
+        let mut properties = json!({
+            "tenantId": me.tenant_id, "sku": {"family": "A", "name": spec.sku},
+            "enableRbacAuthorization": spec.rbac_authorization,
+            "publicNetworkAccess": if spec.public_network_access { "Enabled" } else { "Disabled" },
+            "enableSoftDelete": true, "accessPolicies": [],
+        });
+        if spec.purge_protection {
+            properties["enablePurgeProtection"] = json!(true);
+        }
+        let created = self
+            .arm
+            .put(
+                vault,
+                &self.versions.vaults,
+                &json!({"location": spec.location, "properties": properties}),
+                &[],
+            )
+            .await
+            .map_err(guest)?;
+        Ok(vault_of(&created.body))
+    }
+
+    async fn set_public_network_access(&self, _auth: &Authorized, vault: &str, enabled: bool) -> R<Vault> {
+        let current = vault_of(&self.get_doc(vault, &self.versions.vaults).await?);
+        if current.public_network_access == enabled {
+            return Ok(current);
+        }
+        let body = json!({"properties": {"publicNetworkAccess": if enabled { "Enabled" } else { "Disabled" }}});
+        let patched = self
+            .arm
+            .patch(vault, &self.versions.vaults, &body)
+            .await
+            .map_err(guest)?;
+        Ok(vault_of(&patched.body))
+    }
+
+    async fn grant_crypto_access(&self, auth: &Authorized, vault: &str, principal_id: &str) -> R<AccessMechanism> {
+        let doc = self.get_doc(vault, &self.versions.vaults).await?;
+        if doc["properties"]["enableRbacAuthorization"] == json!(true) {
+            self.grant_role(auth, vault, BuiltinRole::CryptoUser, principal_id, "ServicePrincipal")
+                .await?;
+            return Ok(AccessMechanism::RoleAssignment);
+        }
+        let has = |perm: &str| {
+            doc["properties"]["accessPolicies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| {
+                    p["objectId"]
+                        .as_str()
+                        .is_some_and(|o| o.eq_ignore_ascii_case(principal_id))
+                        && p["permissions"]["keys"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .any(|k| k.eq_ignore_ascii_case(perm))
+                })
+        };
+        if !(has("encrypt") && has("decrypt")) {
+            let body = json!({"properties": {"accessPolicies": [{"tenantId": doc["properties"]["tenantId"], "objectId": principal_id,
+                "permissions": {"keys": ["encrypt", "decrypt"]}}]}});
+            self.arm
+                .put(
+                    &format!("{vault}/accessPolicies/add"),
+                    &self.versions.vaults,
+                    &body,
+                    &[],
+                )
+                .await
+                .map_err(guest)?;
+        }
+        Ok(AccessMechanism::AccessPolicy)
+    }
+
+    async fn grant_role(
+        &self,
+        _auth: &Authorized,
+        scope: &str,
+        role: BuiltinRole,
+        principal_id: &str,
+        principal_type: &str,
+    ) -> R<()> {
+        let guid = role_guid(role);
+        let name = assignment_name(scope, guid, principal_id);
+        let definition = format!(
+            "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+            subscription_of(scope)
+        );
+        let body = json!({"properties": {"roleDefinitionId": definition, "principalId": principal_id, "principalType": principal_type}});
+        let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}");
+        match self.arm.put(&path, &self.versions.role_assignments, &body, &[]).await {
+            Ok(_) => Ok(()),
+            Err(CloudError::Service { code, .. }) if code == "RoleAssignmentExists" => Ok(()),
+            Err(e) => Err(guest(e)),
+        }
+    }
+
+    async fn get_cluster(&self, _auth: &Authorized, cluster: &str) -> R<Cluster> {
+        Ok(cluster_of(&self.get_doc(cluster, &self.versions.clusters).await?))
+    }
+
+    async fn list_clusters(&self, _auth: &Authorized, subscription: &str) -> R<Vec<Cluster>> {
+        let path = format!(
+            "{}/providers/Microsoft.ContainerService/managedClusters",
+            subscription.trim_end_matches('/')
+        );
+        let mut out = Vec::new();
+        let mut page = self.arm.get(&path, &self.versions.clusters).await.map_err(guest)?.body;
+        loop {
+            out.extend(page["value"].as_array().into_iter().flatten().map(cluster_of));
+            match page["nextLink"].as_str() {
+                Some(next) if !next.is_empty() => {
+                    page = self
+                        .arm
+                        .send(reqwest::Method::GET, next, None, &[])
+                        .await
+                        .map_err(guest)?
+                        .body
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn set_kms(&self, _auth: &Authorized, cluster: &str, kms: &KmsConfig) -> R<Cluster> {
+        if kms.enabled && !is_versioned_key_id(&kms.key_id) {
+            return Err(invalid(
+                "UnversionedKeyId",
+                format!("`{}` is not a versioned key id (https://{{vault}}/keys/{{name}}/{{32-hex version}}); an unversioned id selects another AKS feature", kms.key_id),
+            ));
+        }
+        if kms.enabled
+            && kms.network_access == NetworkAccess::Private
+            && kms.vault_resource_id.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(invalid(
+                "VaultResourceIdRequired",
+                "Private network access needs the vault's resource id",
+            ));
+        }
+        let mut doc = self.get_doc(cluster, &self.versions.clusters).await?;
+        let current = cluster_of(&doc);
+        if let Some(existing) = &current.kms {
+            let same = existing.enabled == kms.enabled
+                && (!kms.enabled || (existing.key_id == kms.key_id && existing.network_access == kms.network_access));
+            if same && current.provisioning_state == "Succeeded" {
+                return Ok(current);
+            }
+        }
+        let block = if kms.enabled {
+            kms_block(kms)
+        } else {
+            // `az aks update --disable-azure-keyvault-kms` keeps the other fields.
+            let mut b = doc["properties"]["securityProfile"]["azureKeyVaultKms"].clone();
+            if !b.is_object() {
+                b = json!({});
+            }
+            b["enabled"] = json!(false);
+            b
+        };
+        doc["properties"]["securityProfile"]["azureKeyVaultKms"] = block;
+        self.cluster_put_and_wait(cluster, &doc).await
+    }
+
+    async fn upgrade(&self, _auth: &Authorized, cluster: &str, version: &str) -> R<Cluster> {
+        let mut doc = self.get_doc(cluster, &self.versions.clusters).await?;
+        if doc["properties"]["kubernetesVersion"] == json!(version)
+            && doc["properties"]["provisioningState"] == "Succeeded"
+        {
+            return Ok(cluster_of(&doc));
+        }
+        doc["properties"]["kubernetesVersion"] = json!(version);
+        if let Some(pools) = doc["properties"]["agentPoolProfiles"].as_array_mut() {
+            for pool in pools {
+                pool["orchestratorVersion"] = json!(version);
+            }
+        }
+        if let Some(p) = doc["properties"].as_object_mut() {
+            p.remove("servicePrincipalProfile");
+        }
+        self.cluster_put_and_wait(cluster, &doc).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_names_are_stable_guids() {
+        let a = assignment_name(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv",
+            "12338af0",
+            "p1",
+        );
+        assert_eq!(
+            a,
+            assignment_name(
+                "/SUBSCRIPTIONS/s/resourcegroups/RG/providers/Microsoft.KeyVault/vaults/kv",
+                "12338af0",
+                "P1"
+            )
+        );
+        assert_ne!(
+            a,
+            assignment_name("/subscriptions/s/resourceGroups/rg", "12338af0", "p1")
+        );
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.split('-').map(str::len).collect::<Vec<_>>(), vec![8, 4, 4, 4, 12]);
+    }
+
+    #[test]
+    fn only_versioned_key_ids_pass() {
+        assert!(is_versioned_key_id(
+            "https://kv.vault.azure.net/keys/k/0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+        ));
+        assert!(!is_versioned_key_id("https://kv.vault.azure.net/keys/k"));
+        assert!(!is_versioned_key_id("https://kv.vault.azure.net/keys/k/"));
+        assert!(!is_versioned_key_id(
+            "http://kv.vault.azure.net/keys/k/0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+        ));
+    }
+}

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kmsflow::cloud::{credential, http, ApiVersions, ArmClient, AzureBackend, CloudProfile, RetryPolicy};
+use kmsflow::cloud::{
+    credential, http, ApiVersions, ArmClient, AzureBackend, CloudProfile, KeyVaultClient, RetryPolicy,
+};
 use kmsflow::wit::types::{Param, Value};
 use kmsflow::{Grant, Grants, StepLimits, StepRun, Target};
 use kmsflow_localcloud::{Config, LocalCloud, ADMIN_HEADER};
@@ -32,16 +34,17 @@ async fn run(rbac: bool) {
         client.clone(),
         &profile.resource_manager,
         &profile.arm_scope(),
-        cred,
+        cred.clone(),
         RetryPolicy::default(),
     );
+    let kv = KeyVaultClient::new(client.clone(), cred, RetryPolicy::default());
     let rg = format!("/subscriptions/{}/resourceGroups/rg1", p.default_subscription);
     arm.put(&rg, "2021-04-01", &serde_json::json!({"location": "westeurope"}), &[])
         .await
         .unwrap();
     let target = Target::new(
         "local",
-        Arc::new(AzureBackend::new(arm.clone(), ApiVersions::default())),
+        Arc::new(AzureBackend::new(arm.clone(), kv, ApiVersions::default())),
     );
 
     let cache = tempfile::tempdir().unwrap();
@@ -70,13 +73,28 @@ async fn run(rbac: bool) {
                 value: Value::Flag(rbac),
             },
         ],
-        grants: Grants::new(vec![Grant::new(&rg, &["read", "write", "roles"]).unwrap()]),
+        grants: Grants::new(vec![Grant::new(&rg, &["read", "write", "roles", "keys"]).unwrap()]),
         limits: StepLimits::default(),
     };
-    let report = rt
-        .run_step(&plugin, step, &target, &Recorder::default().options())
-        .await;
+    let options = Recorder::default().options();
+    let report = rt.run_step(&plugin, step.clone(), &target, &options).await;
     let outputs = report.outcome.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(output(&outputs, "versions"), Some(Value::Integer(2)));
+    // The same run again (a resume): the tagged version is found, no third version is made.
+    let again = rt
+        .run_step(&plugin, step.clone(), &target, &options)
+        .await
+        .outcome
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(output(&again, "versions"), Some(Value::Integer(2)));
+    assert_eq!(output(&again, "rotated"), output(&outputs, "rotated"));
+    // A new run rotates again.
+    let other = rt
+        .run_step(&plugin, step, &target, &Recorder::default().options())
+        .await
+        .outcome
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(output(&other, "versions"), Some(Value::Integer(3)));
     assert_eq!(
         output(&outputs, "oid"),
         Some(text(&p.operator.object_id)),
@@ -114,7 +132,7 @@ async fn run(rbac: bool) {
         .count();
     if rbac {
         assert_eq!(output(&outputs, "mechanism"), Some(text("role-assignment")));
-        assert_eq!(mine, 1, "two ensures, one role assignment");
+        assert_eq!(mine, 1, "six ensures over three runs, one role assignment");
         assert!(vault_doc["properties"]["accessPolicies"].as_array().unwrap().is_empty());
     } else {
         assert_eq!(output(&outputs, "mechanism"), Some(text("access-policy")));
@@ -125,7 +143,7 @@ async fn run(rbac: bool) {
             .iter()
             .filter(|a| a["objectId"] == principal.as_str())
             .collect();
-        assert_eq!(policies.len(), 1, "two ensures, one access policy");
+        assert_eq!(policies.len(), 1, "six ensures over three runs, one access policy");
         assert_eq!(
             policies[0]["permissions"]["keys"],
             serde_json::json!(["encrypt", "decrypt"])

@@ -6,11 +6,13 @@
 //! a GUID derived from (scope, role, principal), so a second attempt finds the first.
 
 use super::arm::{ArmClient, CloudError};
+use super::keyvault::KeyVaultClient;
 use crate::backend::{Authorized, CloudBackend};
 use crate::capabilities::CapabilityError;
 use crate::wit::aks::{Cluster, KmsConfig, NetworkAccess};
 use crate::wit::identity::{Principal, PrincipalType, UserAssignedIdentity};
 use crate::wit::keyvault::{AccessMechanism, BuiltinRole, Vault, VaultSpec};
+use crate::wit::keyvault::{KeyType, KeyVersion};
 use crate::wit::types::ErrorKind;
 use async_trait::async_trait;
 use base64::Engine;
@@ -42,6 +44,7 @@ impl Default for ApiVersions {
 /// The production backend for one target.
 pub struct AzureBackend {
     arm: ArmClient,
+    kv: KeyVaultClient,
     versions: ApiVersions,
 }
 
@@ -135,6 +138,42 @@ fn vault_of(doc: &Value) -> Vault {
     }
 }
 
+fn key_version_of(bundle: &Value) -> KeyVersion {
+    let key = &bundle["key"];
+    let kid = s(&key["kid"]);
+    let mut parts = kid.rsplit('/');
+    let version = parts.next().unwrap_or_default().to_string();
+    let name = parts.next().unwrap_or_default().to_string();
+    let attrs = &bundle["attributes"];
+    let key_type = match key["kty"].as_str().unwrap_or_default() {
+        "RSA-HSM" => KeyType::RsaHsm,
+        "EC" => KeyType::Ec,
+        "EC-HSM" => KeyType::EcHsm,
+        "oct" => KeyType::Oct,
+        "oct-HSM" => KeyType::OctHsm,
+        _ => KeyType::Rsa,
+    };
+    let key_size = key["n"]
+        .as_str()
+        .and_then(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).ok())
+        .map(|b| (b.len() * 8) as u32);
+    KeyVersion {
+        key_id: kid,
+        name,
+        version,
+        key_type,
+        key_size,
+        enabled: attrs["enabled"] != json!(false),
+        expires: attrs["exp"].as_i64(),
+        not_before: attrs["nbf"].as_i64(),
+        created: attrs["created"].as_i64().unwrap_or(0),
+        tags: bundle["tags"]
+            .as_object()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+            .unwrap_or_default(),
+    }
+}
+
 fn cluster_of(doc: &Value) -> Cluster {
     let p = &doc["properties"];
     let kms = &p["securityProfile"]["azureKeyVaultKms"];
@@ -194,8 +233,18 @@ fn kms_block(kms: &KmsConfig) -> Value {
 }
 
 impl AzureBackend {
-    pub fn new(arm: ArmClient, versions: ApiVersions) -> Self {
-        AzureBackend { arm, versions }
+    pub fn new(arm: ArmClient, kv: KeyVaultClient, versions: ApiVersions) -> Self {
+        AzureBackend { arm, kv, versions }
+    }
+
+    async fn vault_uri(&self, vault: &str) -> R<String> {
+        let doc = self.get_doc(vault, &self.versions.vaults).await?;
+        doc["properties"]["vaultUri"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                CapabilityError::guest(ErrorKind::Internal, "NoVaultUri", format!("{vault} has no vaultUri"))
+            })
     }
 
     async fn get_doc(&self, id: &str, version: &str) -> R<Value> {
@@ -273,11 +322,18 @@ impl CloudBackend for AzureBackend {
             Err(e) => return Err(guest(e)),
         }
         let me = self.whoami(auth).await?;
+        // Like `az keyvault create`: the creator can manage keys (never delete or purge them).
+        let policies = if spec.rbac_authorization {
+            json!([])
+        } else {
+            json!([{"tenantId": me.tenant_id, "objectId": me.object_id, "permissions": {
+                "keys": ["get", "list", "create", "update", "rotate", "encrypt", "decrypt", "wrapKey", "unwrapKey"]}}])
+        };
         let mut properties = json!({
             "tenantId": me.tenant_id, "sku": {"family": "A", "name": spec.sku},
             "enableRbacAuthorization": spec.rbac_authorization,
             "publicNetworkAccess": if spec.public_network_access { "Enabled" } else { "Disabled" },
-            "enableSoftDelete": true, "accessPolicies": [],
+            "enableSoftDelete": true, "accessPolicies": policies,
         });
         if spec.purge_protection {
             properties["enablePurgeProtection"] = json!(true);
@@ -292,6 +348,15 @@ impl CloudBackend for AzureBackend {
             )
             .await
             .map_err(guest)?;
+        if spec.rbac_authorization {
+            let principal_type = if me.principal_type == PrincipalType::User {
+                "User"
+            } else {
+                "ServicePrincipal"
+            };
+            self.grant_role(auth, vault, BuiltinRole::CryptoOfficer, &me.object_id, principal_type)
+                .await?;
+        }
         Ok(vault_of(&created.body))
     }
 
@@ -370,6 +435,177 @@ impl CloudBackend for AzureBackend {
             Err(CloudError::Service { code, .. }) if code == "RoleAssignmentExists" => Ok(()),
             Err(e) => Err(guest(e)),
         }
+    }
+
+    async fn ensure_key(&self, _auth: &Authorized, vault: &str, name: &str, size: u32) -> R<KeyVersion> {
+        let uri = self.vault_uri(vault).await?;
+        match self
+            .kv
+            .call(reqwest::Method::GET, &uri, &format!("/keys/{name}"), None)
+            .await
+        {
+            Ok(r) => Ok(key_version_of(&r.body)),
+            Err(e) if e.status() == Some(404) => {
+                let body =
+                    json!({"kty": "RSA", "key_size": size, "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
+                let created = self
+                    .kv
+                    .call(
+                        reqwest::Method::POST,
+                        &uri,
+                        &format!("/keys/{name}/create"),
+                        Some(&body),
+                    )
+                    .await
+                    .map_err(guest)?;
+                Ok(key_version_of(&created.body))
+            }
+            Err(e) => Err(guest(e)),
+        }
+    }
+
+    async fn get_key(&self, _auth: &Authorized, vault: &str, name: &str, version: Option<&str>) -> R<KeyVersion> {
+        let uri = self.vault_uri(vault).await?;
+        let path = match version {
+            Some(v) => format!("/keys/{name}/{v}"),
+            None => format!("/keys/{name}"),
+        };
+        Ok(key_version_of(
+            &self
+                .kv
+                .call(reqwest::Method::GET, &uri, &path, None)
+                .await
+                .map_err(guest)?
+                .body,
+        ))
+    }
+
+    async fn list_key_versions(&self, _auth: &Authorized, vault: &str, name: &str) -> R<Vec<KeyVersion>> {
+        let uri = self.vault_uri(vault).await?;
+        let items = self
+            .kv
+            .list(&uri, &format!("/keys/{name}/versions"))
+            .await
+            .map_err(guest)?;
+        let mut out = Vec::new();
+        for item in items {
+            let version = s(&item["kid"]).rsplit('/').next().unwrap_or_default().to_string();
+            let bundle = self
+                .kv
+                .call(reqwest::Method::GET, &uri, &format!("/keys/{name}/{version}"), None)
+                .await
+                .map_err(guest)?;
+            out.push(key_version_of(&bundle.body));
+        }
+        out.sort_by_key(|k| k.created);
+        Ok(out)
+    }
+
+    async fn new_key_version(&self, auth: &Authorized, vault: &str, name: &str) -> R<KeyVersion> {
+        // The version carries the run and call that made it, so a retry or a resume finds it.
+        let run = auth.run_id().to_string();
+        let call = format!("{}:{}", auth.step(), auth.seq());
+        let existing = self.list_key_versions(auth, vault, name).await?;
+        let tagged = |k: &KeyVersion, tag: &str, value: &str| k.tags.iter().any(|(t, v)| t == tag && v == value);
+        if let Some(found) = existing
+            .iter()
+            .find(|k| tagged(k, "kmsflow-run", &run) && tagged(k, "kmsflow-call", &call))
+        {
+            return Ok(found.clone());
+        }
+        let latest = existing.last().ok_or_else(|| {
+            CapabilityError::guest(
+                ErrorKind::NotFound,
+                "KeyNotFound",
+                format!("key {name} has no versions to rotate"),
+            )
+        })?;
+        let uri = self.vault_uri(vault).await?;
+        let body = json!({"kty": "RSA", "key_size": latest.key_size.unwrap_or(2048), "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+            "tags": {"kmsflow-run": run, "kmsflow-call": call}});
+        let created = self
+            .kv
+            .call(
+                reqwest::Method::POST,
+                &uri,
+                &format!("/keys/{name}/create"),
+                Some(&body),
+            )
+            .await
+            .map_err(guest)?;
+        Ok(key_version_of(&created.body))
+    }
+
+    async fn disable_key_version(&self, auth: &Authorized, vault: &str, name: &str, version: &str) -> R<KeyVersion> {
+        let current = self.get_key(auth, vault, name, Some(version)).await?;
+        if !current.enabled {
+            return Ok(current);
+        }
+        let uri = self.vault_uri(vault).await?;
+        let body = json!({"attributes": {"enabled": false}});
+        let patched = self
+            .kv
+            .call(
+                reqwest::Method::PATCH,
+                &uri,
+                &format!("/keys/{name}/{version}"),
+                Some(&body),
+            )
+            .await
+            .map_err(guest)?;
+        Ok(key_version_of(&patched.body))
+    }
+
+    async fn can_encrypt_decrypt(&self, _auth: &Authorized, vault: &str, _name: &str, principal_id: &str) -> R<bool> {
+        let doc = self.get_doc(vault, &self.versions.vaults).await?;
+        if doc["properties"]["enableRbacAuthorization"] != json!(true) {
+            let has = |perm: &str| {
+                doc["properties"]["accessPolicies"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| {
+                        p["objectId"]
+                            .as_str()
+                            .is_some_and(|o| o.eq_ignore_ascii_case(principal_id))
+                            && p["permissions"]["keys"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .any(|k| k.eq_ignore_ascii_case(perm) || k.eq_ignore_ascii_case("all"))
+                    })
+            };
+            return Ok(has("encrypt") && has("decrypt"));
+        }
+        let path = format!(
+            "{vault}/providers/Microsoft.Authorization/roleAssignments?$filter=principalId%20eq%20%27{principal_id}%27"
+        );
+        let list = self
+            .arm
+            .get(&path, &self.versions.role_assignments)
+            .await
+            .map_err(guest)?
+            .body;
+        const CRYPTO_ROLES: [&str; 4] = [
+            "12338af0-0e69-4776-bea7-57ae8d297424",
+            "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
+            "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+            "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+        ];
+        Ok(list["value"].as_array().into_iter().flatten().any(|a| {
+            let p = &a["properties"];
+            p["principalId"]
+                .as_str()
+                .is_some_and(|id| id.eq_ignore_ascii_case(principal_id))
+                && p["roleDefinitionId"]
+                    .as_str()
+                    .and_then(|d| d.rsplit('/').next())
+                    .is_some_and(|g| CRYPTO_ROLES.contains(&g.to_ascii_lowercase().as_str()))
+                && p["scope"]
+                    .as_str()
+                    .is_some_and(|sc| vault.to_ascii_lowercase().starts_with(&sc.to_ascii_lowercase()))
+        }))
     }
 
     async fn get_cluster(&self, _auth: &Authorized, cluster: &str) -> R<Cluster> {

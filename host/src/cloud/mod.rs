@@ -7,8 +7,10 @@ pub mod arm;
 pub mod azure;
 pub mod credential;
 pub mod http;
+pub mod keyvault;
 pub mod profile;
 
 pub use arm::{ArmClient, ArmResponse, CloudError, RetryPolicy};
 pub use azure::{ApiVersions, AzureBackend};
+pub use keyvault::KeyVaultClient;
 pub use profile::CloudProfile;

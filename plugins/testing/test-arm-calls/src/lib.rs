@@ -45,6 +45,14 @@ impl Plugin for ArmCalls {
             principal = uai.principal_id;
             uri = vault.uri;
         }
+        let vault = params.text("vault")?;
+        let first = keyvault::ensure_key(&vault, "etcd", 2048).context("key")?;
+        let again = keyvault::ensure_key(&vault, "etcd", 2048).context("key again")?;
+        if first.key_id != again.key_id {
+            return Err(Error::internal("ensure-key made a second version"));
+        }
+        let rotated = keyvault::new_key_version(&vault, "etcd").context("new version")?;
+        let versions = keyvault::list_key_versions(&vault, "etcd").context("versions")?;
         let cluster = match aks::get_cluster(&params.text("cluster")?) {
             Ok(c) => c.provisioning_state,
             Err(e) => format!("{}:{}", e.kind, e.code),
@@ -54,7 +62,9 @@ impl Plugin for ArmCalls {
             .text("principal", principal)
             .text("vault_uri", uri)
             .text("mechanism", mechanism)
-            .text("cluster", cluster))
+            .text("cluster", cluster)
+            .text("rotated", rotated.key_id)
+            .integer("versions", versions.len() as i64))
     }
 }
 

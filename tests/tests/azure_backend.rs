@@ -172,3 +172,94 @@ async fn enable_calls_reach_the_local_cloud_once_with_access_policies() {
 async fn enable_calls_reach_the_local_cloud_once_with_rbac() {
     run(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generic_arm_capability_tags_a_created_cluster_but_never_reads_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = LocalCloud::start(Config::new(dir.path().join("cloud"))).await.unwrap();
+    let p = cloud.profile().clone();
+    let profile = CloudProfile::from_local(&p);
+    let client = http::client(&profile).unwrap();
+    let cred = credential::client_secret(
+        &profile,
+        &client,
+        &p.tenant_id,
+        &p.operator.client_id,
+        &p.operator.client_secret,
+    )
+    .unwrap();
+    let arm = ArmClient::new(
+        client.clone(),
+        &profile.resource_manager,
+        &profile.arm_scope(),
+        cred.clone(),
+        RetryPolicy::default(),
+    );
+    let rg = format!("/subscriptions/{}/resourceGroups/rg1", p.default_subscription);
+    arm.put(&rg, "2021-04-01", &serde_json::json!({"location": "westeurope"}), &[])
+        .await
+        .unwrap();
+    let identity = format!("{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aks1");
+    arm.put(
+        &identity,
+        "2023-01-31",
+        &serde_json::json!({"location": "westeurope"}),
+        &[],
+    )
+    .await
+    .unwrap();
+    let kv = KeyVaultClient::new(client.clone(), cred, RetryPolicy::default());
+    let target = Target::new(
+        "local",
+        Arc::new(AzureBackend::new(arm.clone(), kv, ApiVersions::default())),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-arm-generic").await;
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks1");
+    let step = StepRun {
+        id: "generic".into(),
+        params: vec![
+            Param {
+                name: "cluster".into(),
+                value: text(&cluster),
+            },
+            Param {
+                name: "identity".into(),
+                value: text(&identity),
+            },
+        ],
+        grants: Grants::new(vec![Grant::new(&rg, &["write"]).unwrap()]),
+        limits: StepLimits::default(),
+    };
+    let outputs = rt
+        .run_step(&plugin, step, &target, &Recorder::default().options())
+        .await
+        .outcome
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(output(&outputs, "state"), Some(text("Succeeded")));
+    assert_eq!(output(&outputs, "tag_status"), Some(Value::Integer(200)));
+    assert_eq!(
+        output(&outputs, "credentials"),
+        Some(text("denied:CredentialsNotExposed"))
+    );
+    let doc = arm.get(&cluster, "2026-01-01").await.unwrap().body;
+    assert_eq!(doc["tags"]["team"], "platform");
+    let log: serde_json::Value = client
+        .get(format!("{}_admin/requests", p.resource_manager))
+        .header(ADMIN_HEADER, &p.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        log["value"].as_array().unwrap().iter().all(|r| !r["path"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("credential")),
+        "the credential request never left the host"
+    );
+}

@@ -265,6 +265,11 @@ impl ArmClient {
         }
     }
 
+    /// The Resource Manager base URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// A token for Resource Manager (the caller reads its claims, e.g. `oid`).
     pub async fn token(&self) -> Result<String, CloudError> {
         let token = self

@@ -9,7 +9,8 @@ use super::arm::{ArmClient, CloudError};
 use super::keyvault::KeyVaultClient;
 use crate::backend::{Authorized, CloudBackend};
 use crate::capabilities::CapabilityError;
-use crate::wit::aks::{Cluster, KmsConfig, NetworkAccess};
+use crate::wit::aks::{Cluster, ClusterSpec, KmsConfig, NetworkAccess};
+use crate::wit::arm::{Method as ArmMethod, Response as ArmReply};
 use crate::wit::identity::{Principal, PrincipalType, UserAssignedIdentity};
 use crate::wit::keyvault::{AccessMechanism, BuiltinRole, Vault, VaultSpec};
 use crate::wit::keyvault::{KeyType, KeyVersion};
@@ -673,6 +674,92 @@ impl CloudBackend for AzureBackend {
         };
         doc["properties"]["securityProfile"]["azureKeyVaultKms"] = block;
         self.cluster_put_and_wait(cluster, &doc).await
+    }
+
+    async fn create_cluster(&self, _auth: &Authorized, cluster: &str, spec: &ClusterSpec) -> R<Cluster> {
+        match self.arm.get(cluster, &self.versions.clusters).await {
+            Ok(existing) => return Ok(cluster_of(&existing.body)),
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(guest(e)),
+        }
+        if let Some(kms) = spec
+            .kms
+            .as_ref()
+            .filter(|k| k.enabled && !is_versioned_key_id(&k.key_id))
+        {
+            return Err(invalid(
+                "UnversionedKeyId",
+                format!("`{}` is not a versioned key id", kms.key_id),
+            ));
+        }
+        let name = cluster.rsplit('/').next().unwrap_or("aks");
+        let mut body = json!({
+            "location": spec.location,
+            "identity": {"type": "UserAssigned", "userAssignedIdentities": {spec.identity.clone(): {}}},
+            "properties": {
+                "kubernetesVersion": spec.kubernetes_version, "dnsPrefix": name,
+                "agentPoolProfiles": [{"name": "nodepool1", "count": spec.node_count.max(1), "vmSize": "Standard_D2s_v3", "mode": "System", "osType": "Linux"}],
+                "apiServerAccessProfile": {"enableVnetIntegration": spec.vnet_integration},
+            },
+        });
+        if let Some(kms) = &spec.kms {
+            body["properties"]["securityProfile"] = json!({"azureKeyVaultKms": kms_block(kms)});
+        }
+        let first = self
+            .arm
+            .put(cluster, &self.versions.clusters, &body, &[("If-None-Match", "*")])
+            .await
+            .map_err(guest)?;
+        let done = self
+            .arm
+            .wait(cluster, &self.versions.clusters, first)
+            .await
+            .map_err(guest)?;
+        Ok(cluster_of(&done.body))
+    }
+
+    async fn arm_request(
+        &self,
+        _auth: &Authorized,
+        method: ArmMethod,
+        path: &str,
+        api_version: &str,
+        body: Option<&str>,
+    ) -> R<ArmReply> {
+        let body: Option<Value> = match body {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| invalid("InvalidJson", format!("the request body is not JSON: {e}")))?,
+            ),
+            None => None,
+        };
+        let method = match method {
+            ArmMethod::Get => reqwest::Method::GET,
+            ArmMethod::Put => reqwest::Method::PUT,
+            ArmMethod::Patch => reqwest::Method::PATCH,
+            ArmMethod::Post => reqwest::Method::POST,
+        };
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = format!("{}{path}{sep}api-version={api_version}", self.arm.endpoint());
+        let response = self
+            .arm
+            .send(method.clone(), &url, body.as_ref(), &[])
+            .await
+            .map_err(guest)?;
+        let response = if method == reqwest::Method::GET {
+            response
+        } else {
+            self.arm.wait(path, api_version, response).await.map_err(guest)?
+        };
+        Ok(ArmReply {
+            status: response.status,
+            body: if response.body.is_null() {
+                String::new()
+            } else {
+                response.body.to_string()
+            },
+            request_id: response.request_id,
+        })
     }
 
     async fn upgrade(&self, _auth: &Authorized, cluster: &str, version: &str) -> R<Cluster> {

@@ -121,7 +121,7 @@ pub struct InFlight<'a> {
     pub(crate) auth: Authorized,
     call: Call<'a>,
     started: Instant,
-    span: tracing::Span,
+    pub(crate) span: tracing::Span,
 }
 
 impl StepContext {
@@ -173,7 +173,7 @@ impl StepContext {
         }
         self.hooks.before(&self.step, &call).map_err(CapabilityError::Guest)?;
         self.seq += 1;
-        let span = tracing::info_span!("kmsflow.call", call = call.name, step = %self.step, resource = call.resource);
+        let span = tracing::Span::none();
         Ok(InFlight {
             auth: Authorized {
                 run_id: self.run_id.clone(),
@@ -220,14 +220,17 @@ impl StepContext {
 macro_rules! capability_call {
     ($ctx:expr, $name:literal, $action:expr, $resource:expr, |$backend:ident, $auth:ident| $body:expr) => {{
         let resource: Option<&str> = $resource;
-        let flight = $ctx.authorize($crate::capabilities::Call {
+        let mut flight = $ctx.authorize($crate::capabilities::Call {
             name: $name,
             action: $action,
             resource,
         })?;
+        // One span per capability with a stable name, e.g. `kmsflow.aks.set-kms` (`-v` shows them).
+        flight.span = tracing::info_span!(concat!("kmsflow.", $name), step = %$ctx.step, resource);
         let $backend = $ctx.backend();
         let $auth = &flight.auth;
-        let result = $body.await;
+        let call = $body;
+        let result = tracing::Instrument::instrument(call, flight.span.clone()).await;
         $ctx.finish(flight, result)
     }};
 }

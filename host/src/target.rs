@@ -12,6 +12,19 @@ use std::sync::Arc;
 pub struct Target {
     name: String,
     backend: Arc<dyn CloudBackend>,
+    /// An in-process local cloud this target started, kept alive as long as the target.
+    _local: Option<Arc<kmsflow_localcloud::LocalCloud>>,
+}
+
+/// Why a target could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot start the local cloud in {dir}: {reason}")]
+    LocalCloud { dir: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    #[error("cannot create the credential: {0}")]
+    Credential(String),
 }
 
 impl Target {
@@ -26,7 +39,62 @@ impl Target {
         Target {
             name: name.into(),
             backend,
+            _local: None,
         }
+    }
+
+    /// The local cloud whose state lives in `state_dir`: connects to one that is serving there, or
+    /// starts one in-process for as long as this target lives. Calls go through the production
+    /// clients, as the operator the local cloud created.
+    pub async fn local(state_dir: &std::path::Path) -> Result<Self, TargetError> {
+        use crate::cloud::{
+            credential, http, ApiVersions, ArmClient, AzureBackend, CloudProfile, KeyVaultClient, RetryPolicy,
+        };
+        let local_err = |reason: String| TargetError::LocalCloud {
+            dir: state_dir.display().to_string(),
+            reason,
+        };
+        let running = kmsflow_localcloud::read_profile(state_dir).ok().filter(|p| {
+            let port = p
+                .resource_manager
+                .trim_end_matches('/')
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok());
+            port.is_some_and(|port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+        });
+        let (profile, guard) = match running {
+            Some(p) => (p, None),
+            None => {
+                let cloud = kmsflow_localcloud::LocalCloud::start(kmsflow_localcloud::Config::new(state_dir))
+                    .await
+                    .map_err(|e| local_err(e.to_string()))?;
+                (cloud.profile().clone(), Some(Arc::new(cloud)))
+            }
+        };
+        let cloud = CloudProfile::from_local(&profile);
+        let client = http::client(&cloud).map_err(|e| TargetError::Http(e.to_string()))?;
+        let cred = credential::client_secret(
+            &cloud,
+            &client,
+            &profile.tenant_id,
+            &profile.operator.client_id,
+            &profile.operator.client_secret,
+        )
+        .map_err(|e| TargetError::Credential(e.to_string()))?;
+        let arm = ArmClient::new(
+            client.clone(),
+            &cloud.resource_manager,
+            &cloud.arm_scope(),
+            cred.clone(),
+            RetryPolicy::default(),
+        );
+        let kv = KeyVaultClient::new(client, cred, RetryPolicy::default());
+        Ok(Target {
+            name: "local".into(),
+            backend: Arc::new(AzureBackend::new(arm, kv, ApiVersions::default())),
+            _local: guard,
+        })
     }
 
     pub fn name(&self) -> &str {

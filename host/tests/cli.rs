@@ -10,6 +10,7 @@ fn kmsflow(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kmsflow"))
         .args(args)
         .env("KMSFLOW_CACHE_DIR", cache)
+        .env("KMSFLOW_LOCAL_STATE", cache.join("localcloud"))
         .output()
         .expect("kmsflow starts")
 }
@@ -185,4 +186,33 @@ fn an_unversioned_key_id_fails_the_step_with_the_reason() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout)
         .contains("failed: step `check` invalid: `https://kv1.vault.azure.net/keys/etcd` has no version"));
+}
+
+#[test]
+fn run_reaches_the_local_cloud_by_default_and_nothing_with_target_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = "/subscriptions/00000000-0000-0000-0000-000000000001";
+    let extra = format!(
+        "[steps.with]\noutside = \"{sub}/resourceGroups/other/providers/Microsoft.KeyVault/vaults/kv1\"\ninside = \"{sub}/resourceGroups/rg1/providers/Microsoft.ContainerService/managedClusters/aks1\"\n[[steps.grants]]\nscope = \"{sub}/resourceGroups/rg1\"\nactions = [\"read\"]"
+    );
+    let p = pipeline(dir.path(), "test-deny", &extra);
+    let out = kmsflow(dir.path(), &["run", p.to_str().unwrap(), "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(
+        doc["steps"][0]["outputs"]["allowed"], "not-found:SubscriptionNotFound",
+        "the call went to the local cloud over HTTPS"
+    );
+    assert_eq!(doc["steps"][0]["outputs"]["denied_code"], "GrantMissing");
+    assert!(
+        dir.path().join("localcloud/profile.json").is_file(),
+        "the local cloud was started in-process in KMSFLOW_LOCAL_STATE"
+    );
+
+    let out = kmsflow(
+        dir.path(),
+        &["run", p.to_str().unwrap(), "--output", "json", "--target", "offline"],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(doc["steps"][0]["outputs"]["allowed"], "unavailable:NoBackend");
 }

@@ -48,6 +48,10 @@ enum Command {
     Run {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
+        /// Where capability calls go: `local` (the local cloud in `KMSFLOW_LOCAL_STATE`, started
+        /// in-process unless one is serving there) or `offline` (every cloud call is unavailable).
+        #[arg(long, default_value = "local")]
+        target: String,
     },
     /// List and inspect plugins.
     #[command(subcommand)]
@@ -146,7 +150,7 @@ fn build_runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, Failure> {
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Run { pipeline } => {
+        Command::Run { pipeline, target } => {
             let runtime = build_runtime(cli.cache_dir)?;
             let pipeline = Pipeline::from_file(&pipeline).map_err(|e| Failure {
                 code: 2,
@@ -162,10 +166,26 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 .prepare(&pipeline)
                 .await
                 .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+            let target = match target.as_str() {
+                "offline" => Target::offline(),
+                "local" => {
+                    let dir = local::default_state_dir_or_env()?;
+                    Target::local(&dir).await.map_err(|e| Failure {
+                        code: 3,
+                        error: e.into(),
+                    })?
+                }
+                other => {
+                    return Err(Failure {
+                        code: 2,
+                        error: anyhow::anyhow!(
+                        "unknown target `{other}`; use `local` or `offline` (Azure targets arrive with kmsflow.toml)"
+                    ),
+                    })
+                }
+            };
             renderer.started(&options.run_id, &pipeline.name);
-            let report = runtime
-                .run_prepared(&pipeline, prepared, &Target::offline(), &options)
-                .await;
+            let report = runtime.run_prepared(&pipeline, prepared, &target, &options).await;
             renderer.finished(&report);
             Ok(if report.succeeded() { 0 } else { 1 })
         }

@@ -214,3 +214,65 @@ async fn the_local_cloud_survives_kill_9_with_resources_and_keys_intact() {
     second.child.kill().unwrap();
     second.child.wait().unwrap();
 }
+
+/// Writes a one-step pipeline of test plugin `name` (pinned) with `extra` TOML appended.
+fn pinned_pipeline(dir: &Path, name: &str, extra: &str) -> std::path::PathBuf {
+    let wasm = std::path::PathBuf::from(kmsflow::test_plugin(name).unwrap());
+    let sha = kmsflow::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let path = dir.join(format!("{name}.toml"));
+    let toml = format!(
+        "[pipeline]\nname = \"{name}\"\n\n[[steps]]\nid = \"step\"\nuses = \"{}\"\nsha256 = \"{sha}\"\n{extra}\n",
+        wasm.display()
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+#[test]
+fn no_token_or_client_secret_reaches_the_logs_at_maximum_verbosity() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let mut served = serve(&state);
+    let st = state.to_str().unwrap();
+    let seeded = kmsflow(&["local", "seed-cluster", "--state", st, "--name", "aks1"]);
+    assert!(seeded.status.success());
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/rg1",
+        profile["default_subscription"].as_str().unwrap()
+    );
+    let extra = format!(
+        "[steps.with]\nidentity = \"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/kms\"\nvault = \"{rg}/providers/Microsoft.KeyVault/vaults/kv-leak1\"\ncluster = \"{rg}/providers/Microsoft.ContainerService/managedClusters/aks1\"\n[[steps.grants]]\nscope = \"{rg}\"\nactions = [\"read\", \"write\", \"roles\", \"keys\"]"
+    );
+    let pipeline = pinned_pipeline(dir.path(), "test-arm-calls", &extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(["run", "-vvv", "--output", "json"])
+        .arg(&pipeline)
+        .env("KMSFLOW_LOCAL_STATE", &state)
+        .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        doc["steps"][0]["outputs"]["cluster"], "Succeeded",
+        "the step talked to the serving local cloud"
+    );
+    assert!(
+        stderr.contains("kmsflow.keyvault.ensure-vault"),
+        "trace logs show the capability spans"
+    );
+    let secret = profile["operator"]["client_secret"].as_str().unwrap();
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(!text.contains(secret), "the client secret leaked into {name}");
+        assert!(!text.contains("eyJ"), "a bearer token (JWT) leaked into {name}");
+        assert!(
+            !text.to_ascii_lowercase().contains("bearer "),
+            "an Authorization header leaked into {name}"
+        );
+    }
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+}

@@ -496,15 +496,7 @@ pub async fn handle(
         tenant_id: caller.tenant_id,
         origin: Origin::Public("127.0.0.1".into()),
     };
-    let query: HashMap<String, String> = uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = crate::http::query_map(&uri);
     let mut response = match route(&state, &caller, &vault, &method, uri.path(), &query, &body) {
         Ok(r) => r,
         Err(e) => e.into_response(),

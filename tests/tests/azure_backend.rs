@@ -16,7 +16,18 @@ fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
-async fn run(rbac: bool) {
+/// A local cloud with resource group `rg1`, the production clients for it, and a target.
+struct Local {
+    _dir: tempfile::TempDir,
+    _cloud: LocalCloud,
+    p: kmsflow_localcloud::CloudProfile,
+    client: reqwest::Client,
+    arm: ArmClient,
+    target: Target,
+    rg: String,
+}
+
+async fn local() -> Local {
     let dir = tempfile::tempdir().unwrap();
     let cloud = LocalCloud::start(Config::new(dir.path().join("cloud"))).await.unwrap();
     let p = cloud.profile().clone();
@@ -46,6 +57,27 @@ async fn run(rbac: bool) {
         "local",
         Arc::new(AzureBackend::new(arm.clone(), kv, ApiVersions::default())),
     );
+    Local {
+        _dir: dir,
+        _cloud: cloud,
+        p,
+        client,
+        arm,
+        target,
+        rg,
+    }
+}
+
+async fn run(rbac: bool) {
+    let Local {
+        _dir,
+        _cloud,
+        p,
+        client,
+        arm,
+        target,
+        rg,
+    } = local().await;
 
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(&cache);
@@ -175,30 +207,15 @@ async fn enable_calls_reach_the_local_cloud_once_with_rbac() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_generic_arm_capability_tags_a_created_cluster_but_never_reads_credentials() {
-    let dir = tempfile::tempdir().unwrap();
-    let cloud = LocalCloud::start(Config::new(dir.path().join("cloud"))).await.unwrap();
-    let p = cloud.profile().clone();
-    let profile = CloudProfile::from_local(&p);
-    let client = http::client(&profile).unwrap();
-    let cred = credential::client_secret(
-        &profile,
-        &client,
-        &p.tenant_id,
-        &p.operator.client_id,
-        &p.operator.client_secret,
-    )
-    .unwrap();
-    let arm = ArmClient::new(
-        client.clone(),
-        &profile.resource_manager,
-        &profile.arm_scope(),
-        cred.clone(),
-        RetryPolicy::default(),
-    );
-    let rg = format!("/subscriptions/{}/resourceGroups/rg1", p.default_subscription);
-    arm.put(&rg, "2021-04-01", &serde_json::json!({"location": "westeurope"}), &[])
-        .await
-        .unwrap();
+    let Local {
+        _dir,
+        _cloud,
+        p,
+        client,
+        arm,
+        target,
+        rg,
+    } = local().await;
     let identity = format!("{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aks1");
     arm.put(
         &identity,
@@ -208,11 +225,6 @@ async fn the_generic_arm_capability_tags_a_created_cluster_but_never_reads_crede
     )
     .await
     .unwrap();
-    let kv = KeyVaultClient::new(client.clone(), cred, RetryPolicy::default());
-    let target = Target::new(
-        "local",
-        Arc::new(AzureBackend::new(arm.clone(), kv, ApiVersions::default())),
-    );
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(&cache);
     let plugin = test_plugin(&rt, "test-arm-generic").await;

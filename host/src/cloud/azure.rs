@@ -139,6 +139,25 @@ fn vault_of(doc: &Value) -> Vault {
     }
 }
 
+/// Whether a vault document's access policies give `principal` key permission `perm` (or `all`).
+fn policy_allows(doc: &Value, principal: &str, perm: &str) -> bool {
+    doc["properties"]["accessPolicies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| {
+            p["objectId"]
+                .as_str()
+                .is_some_and(|o| o.eq_ignore_ascii_case(principal))
+                && p["permissions"]["keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .any(|k| k.eq_ignore_ascii_case(perm) || k.eq_ignore_ascii_case("all"))
+        })
+}
+
 fn key_version_of(bundle: &Value) -> KeyVersion {
     let key = &bundle["key"];
     let kid = s(&key["kid"]);
@@ -382,23 +401,7 @@ impl CloudBackend for AzureBackend {
                 .await?;
             return Ok(AccessMechanism::RoleAssignment);
         }
-        let has = |perm: &str| {
-            doc["properties"]["accessPolicies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|p| {
-                    p["objectId"]
-                        .as_str()
-                        .is_some_and(|o| o.eq_ignore_ascii_case(principal_id))
-                        && p["permissions"]["keys"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Value::as_str)
-                            .any(|k| k.eq_ignore_ascii_case(perm))
-                })
-        };
+        let has = |perm: &str| policy_allows(&doc, principal_id, perm);
         if !(has("encrypt") && has("decrypt")) {
             let body = json!({"properties": {"accessPolicies": [{"tenantId": doc["properties"]["tenantId"], "objectId": principal_id,
                 "permissions": {"keys": ["encrypt", "decrypt"]}}]}});
@@ -560,23 +563,7 @@ impl CloudBackend for AzureBackend {
     async fn can_encrypt_decrypt(&self, _auth: &Authorized, vault: &str, _name: &str, principal_id: &str) -> R<bool> {
         let doc = self.get_doc(vault, &self.versions.vaults).await?;
         if doc["properties"]["enableRbacAuthorization"] != json!(true) {
-            let has = |perm: &str| {
-                doc["properties"]["accessPolicies"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|p| {
-                        p["objectId"]
-                            .as_str()
-                            .is_some_and(|o| o.eq_ignore_ascii_case(principal_id))
-                            && p["permissions"]["keys"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(Value::as_str)
-                                .any(|k| k.eq_ignore_ascii_case(perm) || k.eq_ignore_ascii_case("all"))
-                    })
-            };
+            let has = |perm: &str| policy_allows(&doc, principal_id, perm);
             return Ok(has("encrypt") && has("decrypt"));
         }
         let path = format!(

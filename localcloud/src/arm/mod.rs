@@ -95,15 +95,7 @@ pub async fn handle(
 
 async fn route(state: &Shared, method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> ArmResult {
     let caller = authenticate(state, &headers, ARM_AUDIENCE).map_err(auth_error)?;
-    let query: HashMap<String, String> = uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = crate::http::query_map(uri);
     if !query.contains_key("api-version") {
         return Err(ArmError::bad_request(
             "MissingApiVersionParameter",

@@ -279,15 +279,7 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
     if token.is_none() || token != expected {
         return Err(K8sError::new(401, "Unauthorized", "Unauthorized"));
     }
-    let query: HashMap<String, String> = uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), percent_decode(v)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = crate::http::query_map(uri);
     let api = ApiServer::new(state, doc);
     api.ensure_namespaces()?;
     let rest = &segs[8..];
@@ -380,37 +372,6 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
             "the server could not find the requested resource",
         )),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn resource_list() -> Value {

@@ -271,6 +271,13 @@ impl AzureBackend {
         self.arm.get(id, version).await.map(|r| r.body).map_err(guest)
     }
 
+    /// One data-plane call on `vault` whose answer is a `KeyBundle`.
+    async fn key_call(&self, vault: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> R<KeyVersion> {
+        let uri = self.vault_uri(vault).await?;
+        let response = self.kv.call(method, &uri, path, body).await.map_err(guest)?;
+        Ok(key_version_of(&response.body))
+    }
+
     async fn cluster_put_and_wait(&self, id: &str, doc: &Value) -> R<Cluster> {
         let etag = doc["eTag"].as_str().map(|e| format!("\"{e}\""));
         let extra: Vec<(&str, &str)> = etag.iter().map(|e| ("If-Match", e.as_str())).collect();
@@ -469,19 +476,11 @@ impl CloudBackend for AzureBackend {
     }
 
     async fn get_key(&self, _auth: &Authorized, vault: &str, name: &str, version: Option<&str>) -> R<KeyVersion> {
-        let uri = self.vault_uri(vault).await?;
         let path = match version {
             Some(v) => format!("/keys/{name}/{v}"),
             None => format!("/keys/{name}"),
         };
-        Ok(key_version_of(
-            &self
-                .kv
-                .call(reqwest::Method::GET, &uri, &path, None)
-                .await
-                .map_err(guest)?
-                .body,
-        ))
+        self.key_call(vault, reqwest::Method::GET, &path, None).await
     }
 
     async fn list_key_versions(&self, _auth: &Authorized, vault: &str, name: &str) -> R<Vec<KeyVersion>> {
@@ -524,20 +523,15 @@ impl CloudBackend for AzureBackend {
                 format!("key {name} has no versions to rotate"),
             )
         })?;
-        let uri = self.vault_uri(vault).await?;
         let body = json!({"kty": "RSA", "key_size": latest.key_size.unwrap_or(2048), "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"],
             "tags": {"kmsflow-run": run, "kmsflow-call": call}});
-        let created = self
-            .kv
-            .call(
-                reqwest::Method::POST,
-                &uri,
-                &format!("/keys/{name}/create"),
-                Some(&body),
-            )
-            .await
-            .map_err(guest)?;
-        Ok(key_version_of(&created.body))
+        self.key_call(
+            vault,
+            reqwest::Method::POST,
+            &format!("/keys/{name}/create"),
+            Some(&body),
+        )
+        .await
     }
 
     async fn disable_key_version(&self, auth: &Authorized, vault: &str, name: &str, version: &str) -> R<KeyVersion> {
@@ -545,19 +539,14 @@ impl CloudBackend for AzureBackend {
         if !current.enabled {
             return Ok(current);
         }
-        let uri = self.vault_uri(vault).await?;
         let body = json!({"attributes": {"enabled": false}});
-        let patched = self
-            .kv
-            .call(
-                reqwest::Method::PATCH,
-                &uri,
-                &format!("/keys/{name}/{version}"),
-                Some(&body),
-            )
-            .await
-            .map_err(guest)?;
-        Ok(key_version_of(&patched.body))
+        self.key_call(
+            vault,
+            reqwest::Method::PATCH,
+            &format!("/keys/{name}/{version}"),
+            Some(&body),
+        )
+        .await
     }
 
     async fn can_encrypt_decrypt(&self, _auth: &Authorized, vault: &str, _name: &str, principal_id: &str) -> R<bool> {

@@ -9,6 +9,9 @@ use common::{cluster_body, public_kms, start, Cloud};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// Key Vault Contributor.
+const CONTRIBUTOR: &str = "f25e0fa2-a7c8-4377-a976-54943a77a395";
+
 async fn put(c: &Cloud, name: &str, body: Value) -> (StatusCode, Value) {
     c.arm(Method::PUT, &c.cluster_id(name), Some(body)).await
 }
@@ -316,16 +319,13 @@ async fn private_mode_needs_contributor_then_creates_an_approved_private_endpoin
         )
     );
 
-    let role = format!(
-        "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/f25e0fa2-a7c8-4377-a976-54943a77a395",
-        c.sub()
-    );
-    let assignment = format!(
-        "{}/providers/Microsoft.Authorization/roleAssignments/1d1d1d1d-0000-4000-8000-000000000001",
-        s.vault
-    );
-    let (st, _) = c.arm(Method::PUT, &assignment, Some(json!({"properties": {"roleDefinitionId": role, "principalId": s.principal, "principalType": "ServicePrincipal"}}))).await;
-    assert_eq!(st, StatusCode::CREATED);
+    c.assign_role(
+        &s.vault,
+        CONTRIBUTOR,
+        &s.principal,
+        "1d1d1d1d-0000-4000-8000-000000000001",
+    )
+    .await;
     let (st, body) = put(&c, "aks1", cluster_body(Some(&s.identity), "1.30", true, Some(kms))).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let (_, vault) = c.arm(Method::GET, &s.vault, None).await;
@@ -354,18 +354,11 @@ async fn the_vault_mode_cannot_change_while_kms_is_on_with_it() {
         Some(json!({"properties": {"publicNetworkAccess": "Disabled"}})),
     )
     .await;
-    let role = format!(
-        "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/f25e0fa2-a7c8-4377-a976-54943a77a395",
-        c.sub()
-    );
-    let assignment = format!(
-        "{}/providers/Microsoft.Authorization/roleAssignments/2d2d2d2d-0000-4000-8000-000000000001",
-        s.vault
-    );
-    c.arm(
-        Method::PUT,
-        &assignment,
-        Some(json!({"properties": {"roleDefinitionId": role, "principalId": s.principal}})),
+    c.assign_role(
+        &s.vault,
+        CONTRIBUTOR,
+        &s.principal,
+        "2d2d2d2d-0000-4000-8000-000000000001",
     )
     .await;
     let kms =

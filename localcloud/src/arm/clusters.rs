@@ -719,32 +719,7 @@ pub fn seed(state: &Shared, seed: &SeedCluster, default_sub: &str) -> Result<Val
         "UserAssigned" => {
             let name = format!("{}-identity", seed.name);
             let id = format!("{rg_id}/providers/{}/{name}", super::identities::TYPE);
-            let principal = crate::db::Principal {
-                object_id: new_guid(),
-                client_id: new_guid(),
-                secret: None,
-                kind: "ServicePrincipal".into(),
-                name: name.clone(),
-                tenant_id: state.tenant_id.clone(),
-            };
-            let existing = state.db.resource(&id)?;
-            let props = match existing {
-                Some(doc) => doc["properties"].clone(),
-                None => {
-                    state.db.insert_principal(&principal)?;
-                    let props = j!({"tenantId": state.tenant_id, "principalId": principal.object_id, "clientId": principal.client_id});
-                    let doc = tracked(
-                        &id,
-                        &name,
-                        super::identities::TYPE,
-                        &seed.location,
-                        &j!({}),
-                        props.clone(),
-                    );
-                    state.db.put_resource(&id, super::identities::TYPE, &name, &doc)?;
-                    props
-                }
-            };
+            let props = super::identities::put(state, &id, &name, &seed.location, &j!({}))?["properties"].clone();
             j!({"type": "UserAssigned", "userAssignedIdentities": {id: {"principalId": props["principalId"], "clientId": props["clientId"]}}})
         }
         "SystemAssigned" => j!({"type": "SystemAssigned", "principalId": new_guid(), "tenantId": state.tenant_id}),

@@ -14,18 +14,7 @@ pub const TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
 
 pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&str>, rest: &[String]) -> ArmResult {
     let Some(name) = name else {
-        return if req.method == Method::GET {
-            let prefix = format!(
-                "/subscriptions/{}/resourcegroups/{}/providers/{TYPE}/",
-                scope.sub, scope.rg
-            );
-            Ok(json(
-                StatusCode::OK,
-                j!({ "value": state.db.resources(TYPE, &prefix)? }),
-            ))
-        } else {
-            Err(method_not_allowed(req))
-        };
+        return super::list_in_group(state, req, scope, TYPE);
     };
     if !rest.is_empty() {
         return Err(method_not_allowed(req));
@@ -48,24 +37,8 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
                     format!("Resource name {name} is invalid. The name can be 3-128 characters long, start with a letter or number, and contain letters, numbers, hyphens and underscores."),
                 ));
             }
-            let properties = match &existing {
-                Some(doc) => doc["properties"].clone(),
-                None => {
-                    let principal = Principal {
-                        object_id: new_guid(),
-                        client_id: new_guid(),
-                        secret: None,
-                        kind: "ServicePrincipal".into(),
-                        name: name.to_string(),
-                        tenant_id: state.tenant_id.clone(),
-                    };
-                    state.db.insert_principal(&principal)?;
-                    j!({"tenantId": state.tenant_id, "principalId": principal.object_id, "clientId": principal.client_id})
-                }
-            };
             let tags = body.get("tags").cloned().unwrap_or(j!({}));
-            let doc = tracked(&id, name, TYPE, &location, &tags, properties);
-            state.db.put_resource(&id, TYPE, name, &doc)?;
+            let doc = put(state, &id, name, &location, &tags)?;
             Ok(json(
                 if existing.is_some() {
                     StatusCode::OK
@@ -77,4 +50,33 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
         }
         _ => Err(method_not_allowed(req)),
     }
+}
+
+/// Creates or updates identity `id`; a new identity gets a fresh service principal (object id =
+/// `principalId`), an existing one keeps its own. Returns the stored document.
+pub fn put(
+    state: &Shared,
+    id: &str,
+    name: &str,
+    location: &str,
+    tags: &serde_json::Value,
+) -> Result<serde_json::Value, ArmError> {
+    let properties = match state.db.resource(id)? {
+        Some(doc) => doc["properties"].clone(),
+        None => {
+            let principal = Principal {
+                object_id: new_guid(),
+                client_id: new_guid(),
+                secret: None,
+                kind: "ServicePrincipal".into(),
+                name: name.to_string(),
+                tenant_id: state.tenant_id.clone(),
+            };
+            state.db.insert_principal(&principal)?;
+            j!({"tenantId": state.tenant_id, "principalId": principal.object_id, "clientId": principal.client_id})
+        }
+    };
+    let doc = tracked(id, name, TYPE, location, tags, properties);
+    state.db.put_resource(id, TYPE, name, &doc)?;
+    Ok(doc)
 }

@@ -210,6 +210,21 @@ pub fn location_of(body: &Value) -> Result<String, ArmError> {
         })
 }
 
+/// `GET` of every resource of `rtype` in the scope's resource group (any other method: 405).
+pub fn list_in_group(state: &Shared, req: &Req, scope: &Scope<'_>, rtype: &str) -> ArmResult {
+    if req.method != Method::GET {
+        return Err(method_not_allowed(req));
+    }
+    let prefix = format!(
+        "/subscriptions/{}/resourcegroups/{}/providers/{rtype}/",
+        scope.sub, scope.rg
+    );
+    Ok(json(
+        StatusCode::OK,
+        j!({ "value": state.db.resources(rtype, &prefix)? }),
+    ))
+}
+
 /// 405 for a method a resource does not support.
 pub fn method_not_allowed(req: &Req) -> ArmError {
     ArmError::new(

@@ -145,15 +145,12 @@ pub async fn handle(state: &Shared, req: &Req, scope: &str, name: Option<&str>) 
         if req.method != Method::GET {
             return Err(method_not_allowed(req));
         }
+        // `$filter=principalId eq '{id}'` (query parameters arrive percent-decoded).
         let filter_principal = req
             .query
             .get("$filter")
-            .and_then(|f| {
-                f.split("principalId%20eq%20%27")
-                    .nth(1)
-                    .or_else(|| f.split("principalId eq '").nth(1))
-            })
-            .map(|s| s.trim_end_matches("%27").trim_end_matches('\'').to_ascii_lowercase());
+            .and_then(|f| f.split("principalId eq '").nth(1))
+            .map(|s| s.trim_end_matches('\'').to_ascii_lowercase());
         let list: Vec<Value> = assignments_in_subscription(state, scope)?
             .into_iter()
             .filter(|a| {

@@ -174,18 +174,7 @@ pub fn check_name(state: &Shared, req: &Req) -> ArmResult {
 
 pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&str>, rest: &[String]) -> ArmResult {
     let Some(name) = name else {
-        return if req.method == Method::GET {
-            let prefix = format!(
-                "/subscriptions/{}/resourcegroups/{}/providers/{TYPE}/",
-                scope.sub, scope.rg
-            );
-            Ok(json(
-                StatusCode::OK,
-                j!({ "value": state.db.resources(TYPE, &prefix)? }),
-            ))
-        } else {
-            Err(method_not_allowed(req))
-        };
+        return super::list_in_group(state, req, scope, TYPE);
     };
     let id = scope.resource_id(TYPE, name);
     let existing = get(state, &id)?;

@@ -520,3 +520,17 @@ impl Kube {
         items.len()
     }
 }
+
+impl Cloud {
+    /// Assigns built-in role `role_guid` on `scope` to `principal` under assignment `name`.
+    pub async fn assign_role(&self, scope: &str, role_guid: &str, principal: &str, name: &str) {
+        let role = format!(
+            "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
+            self.sub()
+        );
+        let body = serde_json::json!({"properties": {"roleDefinitionId": role, "principalId": principal, "principalType": "ServicePrincipal"}});
+        let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}");
+        let (status, resp) = self.arm(Method::PUT, &path, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{resp}");
+    }
+}

@@ -53,4 +53,4 @@ pub use pipeline::{Pipeline, PipelineError};
 pub use plugin::{sha256_hex, type_name as wit_type_name, Plugin, PluginOrigin};
 pub use runtime::{new_run_id, RunOptions, RunReport, Runtime, RuntimeBuilder, StepReport, StepRun};
 pub use step::{StepFailure, StepState};
-pub use target::Target;
+pub use target::{Target, TargetSettings};

@@ -16,6 +16,28 @@ pub struct Target {
     _local: Option<Arc<kmsflow_localcloud::LocalCloud>>,
 }
 
+/// How a target's clients behave: what `kmsflow.toml` can tune per target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSettings {
+    pub api_versions: crate::cloud::ApiVersions,
+    pub retry: crate::cloud::RetryPolicy,
+    /// Kubeconfig contexts to use instead of clusters' admin credentials.
+    pub kube_contexts: Vec<crate::cloud::KubeContext>,
+    /// No-op updates in flight during a secret rewrite.
+    pub rewrite_concurrency: usize,
+}
+
+impl Default for TargetSettings {
+    fn default() -> Self {
+        TargetSettings {
+            api_versions: crate::cloud::ApiVersions::default(),
+            retry: crate::cloud::RetryPolicy::default(),
+            kube_contexts: Vec::new(),
+            rewrite_concurrency: crate::cloud::kube::DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
 /// Why a target could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -47,9 +69,12 @@ impl Target {
     /// starts one in-process for as long as this target lives. Calls go through the production
     /// clients, as the operator the local cloud created.
     pub async fn local(state_dir: &std::path::Path) -> Result<Self, TargetError> {
-        use crate::cloud::{
-            credential, http, ApiVersions, ArmClient, AzureBackend, CloudProfile, KeyVaultClient, RetryPolicy,
-        };
+        Target::local_with(state_dir, &TargetSettings::default()).await
+    }
+
+    /// [`Target::local`] with explicit client settings (retries, api-versions, rewrite concurrency).
+    pub async fn local_with(state_dir: &std::path::Path, settings: &TargetSettings) -> Result<Self, TargetError> {
+        use crate::cloud::{credential, CloudProfile};
         let local_err = |reason: String| TargetError::LocalCloud {
             dir: state_dir.display().to_string(),
             reason,
@@ -73,7 +98,7 @@ impl Target {
             }
         };
         let cloud = CloudProfile::from_local(&profile);
-        let client = http::client(&cloud).map_err(|e| TargetError::Http(e.to_string()))?;
+        let client = crate::cloud::http::client(&cloud).map_err(|e| TargetError::Http(e.to_string()))?;
         let cred = credential::client_secret(
             &cloud,
             &client,
@@ -82,19 +107,37 @@ impl Target {
             &profile.operator.client_secret,
         )
         .map_err(|e| TargetError::Credential(e.to_string()))?;
+        let mut target = Target::azure("local", &cloud, client, cred, settings);
+        target._local = guard;
+        Ok(target)
+    }
+
+    /// A target on an Azure cloud (or the local one) through the production clients.
+    pub fn azure(
+        name: &str,
+        cloud: &crate::cloud::CloudProfile,
+        client: reqwest::Client,
+        credential: Arc<dyn azure_core::credentials::TokenCredential>,
+        settings: &TargetSettings,
+    ) -> Self {
+        use crate::cloud::{ArmClient, AzureBackend, KeyVaultClient, KubeClients};
         let arm = ArmClient::new(
             client.clone(),
             &cloud.resource_manager,
             &cloud.arm_scope(),
-            cred.clone(),
-            RetryPolicy::default(),
+            credential.clone(),
+            settings.retry,
         );
-        let kv = KeyVaultClient::new(client, cred, RetryPolicy::default());
-        Ok(Target {
-            name: "local".into(),
-            backend: Arc::new(AzureBackend::new(arm, kv, ApiVersions::default())),
-            _local: guard,
-        })
+        let kv = KeyVaultClient::new(client, credential, settings.retry);
+        let kube = KubeClients::new(
+            arm.clone(),
+            &settings.api_versions.clusters,
+            settings.kube_contexts.clone(),
+            settings.retry,
+        )
+        .with_concurrency(settings.rewrite_concurrency);
+        let backend = AzureBackend::new(arm, kv, settings.api_versions.clone()).with_kube(kube);
+        Target::new(name, Arc::new(backend))
     }
 
     pub fn name(&self) -> &str {

@@ -29,8 +29,14 @@ CREATE TABLE IF NOT EXISTS etcd_rev (cluster TEXT PRIMARY KEY, rev INTEGER NOT N
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, method TEXT NOT NULL,
     host TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, caller TEXT NOT NULL,
-    fault TEXT NOT NULL);
+    fault TEXT NOT NULL, query TEXT NOT NULL DEFAULT '', secret_data INTEGER NOT NULL DEFAULT 0);
 ";
+
+/// Columns added after the first release of the schema: (table, column definition).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("requests", "query TEXT NOT NULL DEFAULT ''"),
+    ("requests", "secret_data INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// A principal that can hold roles and (for apps) obtain tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +74,10 @@ pub struct RequestRecord {
     pub status: u16,
     pub caller: String,
     pub fault: String,
+    /// The query string (api-version, `limit`, `continue`, …); never carries a secret.
+    pub query: String,
+    /// Whether the response carried a Kubernetes secret's data.
+    pub secret_data: bool,
 }
 
 pub struct Db {
@@ -87,6 +97,14 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        for (table, column) in ADDED_COLUMNS {
+            // A state directory from an older local cloud lacks the column; a newer one has it.
+            if let Err(e) = conn.execute(&format!("ALTER TABLE {table} ADD COLUMN {column}"), []) {
+                if !e.to_string().contains("duplicate column") {
+                    return Err(e.into());
+                }
+            }
+        }
         Ok(Db { conn: Mutex::new(conn) })
     }
 
@@ -281,8 +299,8 @@ impl Db {
     pub fn log_request(&self, r: &RequestRecord) -> DbResult<()> {
         self.conn()
             .execute(
-                "INSERT INTO requests (at_ms, method, host, path, status, caller, fault) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![r.at_ms, r.method, r.host, r.path, r.status, r.caller, r.fault],
+                "INSERT INTO requests (at_ms, method, host, path, status, caller, fault, query, secret_data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![r.at_ms, r.method, r.host, r.path, r.status, r.caller, r.fault, r.query, r.secret_data],
             )
             .map(drop)
     }
@@ -291,7 +309,7 @@ impl Db {
     pub fn requests_after(&self, seq: i64) -> DbResult<Vec<RequestRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT seq, at_ms, method, host, path, status, caller, fault FROM requests WHERE seq > ?1 ORDER BY seq",
+            "SELECT seq, at_ms, method, host, path, status, caller, fault, query, secret_data FROM requests WHERE seq > ?1 ORDER BY seq",
         )?;
         let rows = stmt.query_map([seq], |r| {
             Ok(RequestRecord {
@@ -303,6 +321,8 @@ impl Db {
                 status: r.get(5)?,
                 caller: r.get(6)?,
                 fault: r.get(7)?,
+                query: r.get(8)?,
+                secret_data: r.get(9)?,
             })
         })?;
         rows.collect()

@@ -290,6 +290,7 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
         .unwrap_or_default()
         .to_string();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
     let caller = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -348,6 +349,8 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
         status: response.status().as_u16(),
         caller,
         fault: fault.label().to_string(),
+        query,
+        secret_data: response.extensions().get::<k8s::SecretDataReturned>().is_some(),
     };
     if let Err(e) = state.db.log_request(&record) {
         tracing::warn!("request log: {e}");

@@ -227,6 +227,7 @@ impl ArmClient {
                         serde_json::from_str(&text).unwrap_or(Value::String(text))
                     };
                     let request_id = request_id(&headers);
+                    super::wire::record(request_id.as_deref());
                     if status.is_success() {
                         return Ok(ArmResponse {
                             status: status.as_u16(),
@@ -247,11 +248,21 @@ impl ArmClient {
                         request_id,
                     });
                 }
-                Ok((status, headers, text)) => (
-                    retry_after(&headers),
-                    format!("{status}: {}", text.chars().take(300).collect::<String>()),
-                ),
-                Err(e) => (None, e),
+                Ok((status, headers, text)) => {
+                    let wait = retry_after(&headers);
+                    super::wire::record_retry(&match wait {
+                        Some(w) => format!("{} Retry-After {}s", status.as_u16(), w.as_secs()),
+                        None => status.as_u16().to_string(),
+                    });
+                    (
+                        wait,
+                        format!("{status}: {}", text.chars().take(300).collect::<String>()),
+                    )
+                }
+                Err(e) => {
+                    super::wire::record_retry("connection failed");
+                    (None, e)
+                }
             };
             attempt += 1;
             let delay = self.policy.delay(attempt, wait);

@@ -5,8 +5,9 @@
 //! retried or resumed step repeats no external effect (design.md §6). Role assignments are named by
 //! a GUID derived from (scope, role, principal), so a second attempt finds the first.
 
-use super::arm::{ArmClient, CloudError};
+use super::arm::{ArmClient, CloudError, RetryPolicy};
 use super::keyvault::KeyVaultClient;
+use super::kube::{KubeClients, KubeError};
 use crate::backend::{Authorized, CloudBackend};
 use crate::capabilities::CapabilityError;
 use crate::wit::aks::{Cluster, ClusterSpec, KmsConfig, NetworkAccess};
@@ -14,6 +15,7 @@ use crate::wit::arm::{Method as ArmMethod, Response as ArmReply};
 use crate::wit::identity::{Principal, PrincipalType, UserAssignedIdentity};
 use crate::wit::keyvault::{AccessMechanism, BuiltinRole, Vault, VaultSpec};
 use crate::wit::keyvault::{KeyType, KeyVersion};
+use crate::wit::kubernetes::{Pod, RewritePage, State};
 use crate::wit::types::ErrorKind;
 use async_trait::async_trait;
 use base64::Engine;
@@ -46,12 +48,17 @@ impl Default for ApiVersions {
 pub struct AzureBackend {
     arm: ArmClient,
     kv: KeyVaultClient,
+    kube: KubeClients,
     versions: ApiVersions,
 }
 
 type R<T> = Result<T, CapabilityError>;
 
 fn guest(e: CloudError) -> CapabilityError {
+    CapabilityError::Guest(e.to_wit())
+}
+
+fn kube_err(e: KubeError) -> CapabilityError {
     CapabilityError::Guest(e.to_wit())
 }
 
@@ -253,8 +260,21 @@ fn kms_block(kms: &KmsConfig) -> Value {
 }
 
 impl AzureBackend {
+    /// A backend whose Kubernetes clients use each cluster's admin credential.
     pub fn new(arm: ArmClient, kv: KeyVaultClient, versions: ApiVersions) -> Self {
-        AzureBackend { arm, kv, versions }
+        let kube = KubeClients::new(arm.clone(), &versions.clusters, Vec::new(), RetryPolicy::default());
+        AzureBackend {
+            arm,
+            kv,
+            kube,
+            versions,
+        }
+    }
+
+    /// Replaces the Kubernetes clients (kubeconfig contexts, rewrite concurrency).
+    pub fn with_kube(mut self, kube: KubeClients) -> Self {
+        self.kube = kube;
+        self
     }
 
     async fn vault_uri(&self, vault: &str) -> R<String> {
@@ -692,6 +712,47 @@ impl CloudBackend for AzureBackend {
             .await
             .map_err(guest)?;
         Ok(cluster_of(&done.body))
+    }
+
+    async fn count_secrets(&self, _auth: &Authorized, cluster: &str) -> R<u64> {
+        self.kube.count_secrets(cluster).await.map_err(kube_err)
+    }
+
+    async fn rewrite_secrets_page(
+        &self,
+        _auth: &Authorized,
+        cluster: &str,
+        continue_token: Option<&str>,
+        page_size: u32,
+    ) -> R<RewritePage> {
+        self.kube
+            .rewrite_page(cluster, continue_token, page_size)
+            .await
+            .map_err(kube_err)
+    }
+
+    async fn list_pods(&self, _auth: &Authorized, cluster: &str, namespace: &str, label_selector: &str) -> R<Vec<Pod>> {
+        self.kube
+            .list_pods(cluster, namespace, label_selector)
+            .await
+            .map_err(kube_err)
+    }
+
+    async fn get_state(&self, _auth: &Authorized, cluster: &str) -> R<Option<State>> {
+        self.kube.get_state(cluster).await.map_err(kube_err)
+    }
+
+    async fn put_state(
+        &self,
+        _auth: &Authorized,
+        cluster: &str,
+        data: &[(String, String)],
+        resource_version: Option<&str>,
+    ) -> R<State> {
+        self.kube
+            .put_state(cluster, data, resource_version)
+            .await
+            .map_err(kube_err)
     }
 
     async fn arm_request(

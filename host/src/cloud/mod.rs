@@ -8,9 +8,12 @@ pub mod azure;
 pub mod credential;
 pub mod http;
 pub mod keyvault;
+pub mod kube;
 pub mod profile;
+pub mod wire;
 
 pub use arm::{ArmClient, ArmResponse, CloudError, RetryPolicy};
 pub use azure::{ApiVersions, AzureBackend};
 pub use keyvault::KeyVaultClient;
+pub use kube::{KubeClients, KubeContext};
 pub use profile::CloudProfile;

@@ -313,7 +313,7 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
             let kind = Kind::parse(plural).ok_or_else(|| K8sError::not_found("resources", plural))?;
             match *method {
                 Method::GET => list(&api, kind, None, &query, accept),
-                Method::POST if kind == Kind::Namespace => create(&api, kind, "", body),
+                Method::POST if kind == Kind::Namespace => create(&api, kind, "", body, accept),
                 _ => Err(K8sError::new(
                     405,
                     "MethodNotAllowed",
@@ -322,7 +322,7 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
             }
         }
         (_, ["api", "v1", "namespaces", ns]) => match *method {
-            Method::GET => get(&api, Kind::Namespace, "", ns),
+            Method::GET => get(&api, Kind::Namespace, "", ns, accept),
             _ => Err(K8sError::new(
                 405,
                 "MethodNotAllowed",
@@ -335,7 +335,7 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
                 .ok_or_else(|| K8sError::not_found("resources", plural))?;
             match *method {
                 Method::GET => list(&api, kind, Some(ns), &query, accept),
-                Method::POST if kind != Kind::Pod => create(&api, kind, ns, body),
+                Method::POST if kind != Kind::Pod => create(&api, kind, ns, body, accept),
                 _ => Err(K8sError::new(
                     405,
                     "MethodNotAllowed",
@@ -348,10 +348,10 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
                 .filter(|k| *k != Kind::Namespace)
                 .ok_or_else(|| K8sError::not_found("resources", plural))?;
             match (method.clone(), kind) {
-                (Method::GET, _) => get(&api, kind, ns, name),
+                (Method::GET, _) => get(&api, kind, ns, name, accept),
                 (_, Kind::Pod) => Err(K8sError::new(405, "MethodNotAllowed", "pods are read-only here")),
-                (Method::PUT, _) => update(&api, kind, ns, name, body, false),
-                (Method::PATCH, _) => update(&api, kind, ns, name, body, true),
+                (Method::PUT, _) => update(&api, kind, ns, name, body, false, accept),
+                (Method::PATCH, _) => update(&api, kind, ns, name, body, true, accept),
                 (Method::DELETE, _) => {
                     if api.state.db.etcd_delete(api.cluster(), &kind.key(ns, name))? {
                         Ok(status_ok(kind, name))
@@ -374,6 +374,37 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
     }
 }
 
+/// Marks a response that carried secret data, for the request log (`requests.secret_data`):
+/// tests assert that kmsflow's rewrite never receives any.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretDataReturned;
+
+fn carries_secret_data(kind: Kind, body: &Value) -> bool {
+    let has = |o: &Value| o.get("data").is_some_and(|d| !d.is_null()) || o.get("stringData").is_some();
+    kind == Kind::Secret && (has(body) || body["items"].as_array().is_some_and(|items| items.iter().any(has)))
+}
+
+/// A single object, as the client asked for it: whole, or as `PartialObjectMetadata` when the
+/// `Accept` header says `as=PartialObjectMetadata` (which the real API server honours on get,
+/// create, update and patch alike).
+fn respond(kind: Kind, status: StatusCode, obj: Value, accept: &str) -> Response {
+    let body = if accept.contains("as=PartialObjectMetadata") && !accept.contains("as=PartialObjectMetadataList") {
+        j!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+    } else {
+        obj
+    };
+    mark(kind, status, body)
+}
+
+fn mark(kind: Kind, status: StatusCode, body: Value) -> Response {
+    let secret_data = carries_secret_data(kind, &body);
+    let mut response = json(status, body);
+    if secret_data {
+        response.extensions_mut().insert(SecretDataReturned);
+    }
+    response
+}
+
 fn resource_list() -> Value {
     let r = |name: &str, kind: &str, namespaced: bool, verbs: &[&str], short: &[&str]| j!({"name": name, "singularName": kind.to_ascii_lowercase(), "namespaced": namespaced, "kind": kind, "verbs": verbs, "shortNames": short});
     j!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
@@ -384,7 +415,7 @@ fn resource_list() -> Value {
     ]})
 }
 
-fn get(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str) -> K8sResult {
+fn get(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, accept: &str) -> K8sResult {
     if kind == Kind::Pod {
         return api
             .pods()
@@ -396,7 +427,7 @@ fn get(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str) -> K8sResult {
     let (obj, _) = api
         .read(kind, &kind.key(ns, name))?
         .ok_or_else(|| K8sError::not_found(kind.plural(), name))?;
-    Ok(json(StatusCode::OK, obj))
+    Ok(respond(kind, StatusCode::OK, obj, accept))
 }
 
 fn matches_selector(obj: &Value, selector: Option<&String>) -> bool {
@@ -475,10 +506,8 @@ fn list(api: &ApiServer<'_>, kind: Kind, ns: Option<&str>, query: &HashMap<Strin
             j!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items}),
         ));
     }
-    Ok(json(
-        StatusCode::OK,
-        j!({"kind": format!("{}List", kind.kind()), "apiVersion": "v1", "metadata": metadata, "items": items}),
-    ))
+    let body = j!({"kind": format!("{}List", kind.kind()), "apiVersion": "v1", "metadata": metadata, "items": items});
+    Ok(mark(kind, StatusCode::OK, body))
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, K8sError> {
@@ -501,7 +530,7 @@ fn normalize_secret(obj: &mut Value) {
     }
 }
 
-fn create(api: &ApiServer<'_>, kind: Kind, ns: &str, body: &Bytes) -> K8sResult {
+fn create(api: &ApiServer<'_>, kind: Kind, ns: &str, body: &Bytes, accept: &str) -> K8sResult {
     let mut obj = parse_body(body)?;
     let name = obj["metadata"]["name"]
         .as_str()
@@ -533,7 +562,7 @@ fn create(api: &ApiServer<'_>, kind: Kind, ns: &str, body: &Bytes) -> K8sResult 
     obj["metadata"]["uid"] = j!(new_guid());
     obj["metadata"]["creationTimestamp"] = j!(now_rfc3339());
     let stored = api.write(kind, &kind.key(ns, &name), obj, Some(0), &name)?;
-    Ok(json(StatusCode::CREATED, stored))
+    Ok(respond(kind, StatusCode::CREATED, stored, accept))
 }
 
 /// RFC 7386 JSON merge patch.
@@ -559,7 +588,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// PUT (replace) or JSON merge PATCH. A write that changes nothing is skipped unless the stored
 /// value is stale, exactly like `GuaranteedUpdate`: that is what makes a no-op update re-encrypt.
-fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, patch: bool) -> K8sResult {
+#[allow(clippy::too_many_arguments)]
+fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, patch: bool, accept: &str) -> K8sResult {
     let key = kind.key(ns, name);
     let entry = api
         .state
@@ -605,10 +635,10 @@ fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, p
         v
     };
     if strip(&next) == strip(&current) && !stale {
-        return Ok(json(StatusCode::OK, current));
+        return Ok(respond(kind, StatusCode::OK, current, accept));
     }
     let stored = api.write(kind, &key, next, Some(entry.mod_rev), name)?;
-    Ok(json(StatusCode::OK, stored))
+    Ok(respond(kind, StatusCode::OK, stored, accept))
 }
 
 /// Creates `count` secrets round-robin across namespaces `seed-0..seed-{namespaces-1}`, each with
@@ -634,7 +664,7 @@ pub fn seed_secrets(api: &ApiServer<'_>, count: usize, namespaces: usize, size: 
             &j!({"metadata": {"name": name}, "type": "Opaque", "data": {"value": STANDARD.encode(&data)}}),
         )
         .map_err(|e| K8sError::internal(e.to_string()))?;
-        match create(api, Kind::Secret, &ns, &Bytes::from(body)) {
+        match create(api, Kind::Secret, &ns, &Bytes::from(body), "") {
             Ok(_) => created += 1,
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),

@@ -2,10 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
+use crate::common::start;
 use base64::Engine;
-use common::start;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -40,7 +38,7 @@ async fn azure_identity_tokens_carry_the_operator_object_id_and_work_on_arm_and_
 #[tokio::test]
 async fn a_bad_client_secret_gets_entras_error_body() {
     let c = start().await;
-    let credential = common::credential(&c.profile, &c.http, "not-the-secret");
+    let credential = crate::common::credential(&c.profile, &c.http, "not-the-secret");
     let scope = format!("{}/.default", c.profile.arm_audience);
     use azure_core::credentials::TokenCredential;
     assert!(credential.get_token(&[&scope], None).await.is_err());
@@ -85,8 +83,8 @@ async fn a_bad_client_secret_gets_entras_error_body() {
 #[tokio::test]
 async fn graph_me_refuses_app_only_tokens_as_documented() {
     let c = start().await;
-    let credential = common::credential(&c.profile, &c.http, &c.profile.operator.client_secret);
-    let token = common::token(&credential, &c.profile.graph_audience).await;
+    let credential = crate::common::credential(&c.profile, &c.http, &c.profile.operator.client_secret);
+    let token = crate::common::token(&credential, &c.profile.graph_audience).await;
     let resp = c
         .http
         .get(format!("{}v1.0/me", c.profile.graph))
@@ -155,9 +153,9 @@ async fn an_expired_token_is_refused() {
     config.token_lifetime = std::time::Duration::from_secs(1);
     let cloud = kmsflow_localcloud::LocalCloud::start(config).await.unwrap();
     let profile = cloud.profile().clone();
-    let http = common::http_client(&profile);
-    let credential = common::credential(&profile, &http, &profile.operator.client_secret);
-    let token = common::token(&credential, &profile.arm_audience).await;
+    let http = crate::common::http_client(&profile);
+    let credential = crate::common::credential(&profile, &http, &profile.operator.client_secret);
+    let token = crate::common::token(&credential, &profile.arm_audience).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let url = format!(
         "{}subscriptions/{}?api-version=2021-04-01",

@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{public_kms, start};
+use crate::common::{public_kms, start};
 use reqwest::{Method, StatusCode};
 use std::process::Command;
 
@@ -30,7 +28,7 @@ async fn kubectl_gets_pods_and_replaces_every_secret() {
         .arm(
             Method::PUT,
             &c.cluster_id("aks1"),
-            Some(common::cluster_body(
+            Some(crate::common::cluster_body(
                 Some(&s.identity),
                 "1.30",
                 false,

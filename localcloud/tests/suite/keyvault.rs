@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
+use crate::common::{start, Cloud};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
-use common::{start, Cloud};
 use reqwest::{Method, StatusCode};
 use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{json, Value};
@@ -366,7 +364,7 @@ async fn state_survives_a_restart() {
     let port = c.port();
     c.cloud.take().unwrap().shutdown().await;
 
-    let again = common::start_in(c.dir).await;
+    let again = crate::common::start_in(c.dir).await;
     assert_eq!(
         again.port(),
         port,

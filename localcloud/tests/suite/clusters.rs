@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{cluster_body, public_kms, start, Cloud};
+use crate::common::{cluster_body, public_kms, start, Cloud};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

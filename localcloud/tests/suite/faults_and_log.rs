@@ -2,15 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::start;
+use crate::common::start;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 /// A fresh client per request: a dropped connection must not poison the next request's pool.
-async fn get(c: &common::Cloud, url: &str) -> reqwest::Response {
-    common::http_client(&c.profile)
+async fn get(c: &crate::common::Cloud, url: &str) -> reqwest::Response {
+    crate::common::http_client(&c.profile)
         .get(url)
         .bearer_auth(&c.arm_token)
         .send()
@@ -18,9 +16,9 @@ async fn get(c: &common::Cloud, url: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn faults(c: &common::Cloud, config: serde_json::Value) {
+async fn faults(c: &crate::common::Cloud, config: serde_json::Value) {
     let admin = format!("{}/_admin/faults", c.profile.resource_manager.trim_end_matches('/'));
-    let resp = common::http_client(&c.profile)
+    let resp = crate::common::http_client(&c.profile)
         .put(admin)
         .header(kmsflow_localcloud::ADMIN_HEADER, &c.profile.admin_key)
         .json(&config)
@@ -46,7 +44,7 @@ async fn faults_are_injected_deterministically_and_logged() {
     assert_eq!(resp.headers()["retry-after"], "3");
 
     faults(&c, json!({"seed": 1, "drop_percent": 100})).await;
-    let dropped = match common::http_client(&c.profile)
+    let dropped = match crate::common::http_client(&c.profile)
         .get(&url)
         .bearer_auth(&c.arm_token)
         .send()
@@ -63,7 +61,7 @@ async fn faults_are_injected_deterministically_and_logged() {
     faults(&c, json!({})).await;
     assert_eq!(get(&c, &url).await.status(), StatusCode::OK);
 
-    let (_, log) = common::http_client(&c.profile)
+    let (_, log) = crate::common::http_client(&c.profile)
         .get(format!(
             "{}/_admin/requests",
             c.profile.resource_manager.trim_end_matches('/')
@@ -99,7 +97,7 @@ async fn slow_operations_are_a_runtime_setting() {
         .arm(
             Method::PUT,
             &c.cluster_id("aks1"),
-            Some(common::cluster_body(Some(&s.identity), "1.30", false, None)),
+            Some(crate::common::cluster_body(Some(&s.identity), "1.30", false, None)),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -131,11 +129,11 @@ async fn a_disabled_key_cannot_be_put_on_a_cluster() {
         .arm(
             Method::PUT,
             &c.cluster_id("aks1"),
-            Some(common::cluster_body(
+            Some(crate::common::cluster_body(
                 Some(&s.identity),
                 "1.30",
                 false,
-                Some(common::public_kms(&s.key_id)),
+                Some(crate::common::public_kms(&s.key_id)),
             )),
         )
         .await;

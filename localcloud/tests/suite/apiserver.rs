@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
+use crate::common::{public_kms, start, Cloud};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::{public_kms, start, Cloud};
 use reqwest::{Method, StatusCode};
 use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{json, Value};

@@ -1,0 +1,11 @@
+//! The local cloud's tests, driven over HTTPS only. One test binary (linking is the slow part
+//! of a 2-core build); one module per surface.
+
+mod common;
+
+mod apiserver;
+mod clusters;
+mod entra_and_arm;
+mod faults_and_log;
+mod keyvault;
+mod kubectl;

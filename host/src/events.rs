@@ -59,6 +59,8 @@ pub enum Event {
         resource: Option<String>,
         ok: bool,
         duration: Duration,
+        /// Requests retried on the wire (throttling, 5xx, dropped connections).
+        retries: u32,
     },
     StepFinished {
         step: String,

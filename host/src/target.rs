@@ -47,6 +47,10 @@ pub enum TargetError {
     Http(String),
     #[error("cannot create the credential: {0}")]
     Credential(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("unknown target `{name}`; {hint}")]
+    Unknown { name: String, hint: String },
 }
 
 impl Target {
@@ -138,6 +142,49 @@ impl Target {
         .with_concurrency(settings.rewrite_concurrency);
         let backend = AzureBackend::new(arm, kv, settings.api_versions.clone()).with_kube(kube);
         Target::new(name, Arc::new(backend))
+    }
+
+    /// Target `name` from `config`: one of its `[targets.NAME]`, or the built-in `local` (the
+    /// local cloud in `local_dir`) and `offline` when the file does not redefine them.
+    pub async fn from_config(
+        name: &str,
+        config: &crate::config::Config,
+        local_dir: &std::path::Path,
+    ) -> Result<Self, TargetError> {
+        use crate::cloud::{credential, CloudProfile};
+        if !config.targets.contains_key(name) {
+            return match name {
+                "local" => Target::local(local_dir).await,
+                "offline" => Ok(Target::offline()),
+                _ => {
+                    let mut known: Vec<&str> = config.targets.keys().map(String::as_str).collect();
+                    known.extend(["local", "offline"]);
+                    Err(TargetError::Unknown {
+                        name: name.to_string(),
+                        hint: format!(
+                            "known targets: {}; define others in {}",
+                            known.join(", "),
+                            crate::config::FILE_NAME
+                        ),
+                    })
+                }
+            };
+        }
+        let settings = config.settings(name)?;
+        if let Some(dir) = config.local_state_dir(name) {
+            let mut target = Target::local_with(dir.as_deref().unwrap_or(local_dir), &settings).await?;
+            target.name = name.to_string();
+            return Ok(target);
+        }
+        let cloud_name = config.targets.get(name).map(|t| t.cloud.as_str()).unwrap_or_default();
+        let cloud = CloudProfile::builtin(cloud_name).map_err(|e| TargetError::Unknown {
+            name: name.to_string(),
+            hint: e.to_string(),
+        })?;
+        let client = crate::cloud::http::client(&cloud).map_err(|e| TargetError::Http(e.to_string()))?;
+        let spec = config.credential(name).unwrap_or_default();
+        let cred = credential::from_spec(&cloud, &client, &spec).map_err(|e| TargetError::Credential(e.to_string()))?;
+        Ok(Target::azure(name, &cloud, client, cred, &settings))
     }
 
     pub fn name(&self) -> &str {

@@ -56,8 +56,14 @@ fn plugins_list_shows_each_builtin_with_the_sha256_of_its_component() {
 
     let json = kmsflow(cache.path(), &["plugins", "list", "--output", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
-    assert_eq!(list[0]["name"], "validate-key-id");
-    assert_eq!(list[0]["sha256"], sha_of(&built));
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "validate-key-id")
+        .expect("validate-key-id in the JSON list");
+    assert_eq!(entry["sha256"], sha_of(&built));
+    assert!(list.as_array().unwrap().iter().any(|p| p["name"] == "rewrite-secrets"));
 }
 
 #[test]

@@ -215,41 +215,94 @@ async fn the_local_cloud_survives_kill_9_with_resources_and_keys_intact() {
     second.child.wait().unwrap();
 }
 
-/// Writes a one-step pipeline of test plugin `name` (pinned) with `extra` TOML appended.
-fn pinned_pipeline(dir: &Path, name: &str, extra: &str) -> std::path::PathBuf {
-    let wasm = std::path::PathBuf::from(kmsflow::test_plugin(name).unwrap());
-    let sha = kmsflow::sha256_hex(&std::fs::read(&wasm).unwrap());
-    let path = dir.join(format!("{name}.toml"));
-    let toml = format!(
-        "[pipeline]\nname = \"{name}\"\n\n[[steps]]\nid = \"step\"\nuses = \"{}\"\nsha256 = \"{sha}\"\n{extra}\n",
-        wasm.display()
-    );
-    std::fs::write(&path, toml).unwrap();
-    path
-}
+/// The canary value seeded into every secret of the leak test.
+const CANARY: &str = "kmsflow-leak-canary";
 
 #[test]
-fn no_token_or_client_secret_reaches_the_logs_at_maximum_verbosity() {
+fn no_secret_value_token_or_client_secret_reaches_the_logs_or_the_journal() {
+    use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("cloud");
     let mut served = serve(&state);
     let st = state.to_str().unwrap();
     let seeded = kmsflow(&["local", "seed-cluster", "--state", st, "--name", "aks1"]);
     assert!(seeded.status.success());
+    let seeded = kmsflow(&[
+        "local",
+        "seed",
+        "--state",
+        st,
+        "aks1",
+        "--count",
+        "30",
+        "--namespaces",
+        "3",
+        "--value",
+        CANARY,
+    ]);
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
     let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
     let rg = format!(
         "/subscriptions/{}/resourceGroups/rg1",
         profile["default_subscription"].as_str().unwrap()
     );
-    let extra = format!(
-        "[steps.with]\nidentity = \"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/kms\"\nvault = \"{rg}/providers/Microsoft.KeyVault/vaults/kv-leak1\"\ncluster = \"{rg}/providers/Microsoft.ContainerService/managedClusters/aks1\"\n[[steps.grants]]\nscope = \"{rg}\"\nactions = [\"read\", \"write\", \"roles\", \"keys\"]"
-    );
-    let pipeline = pinned_pipeline(dir.path(), "test-arm-calls", &extra);
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks1");
+    let wasm = |name: &str| {
+        let path = std::path::PathBuf::from(kmsflow::test_plugin(name).unwrap());
+        let sha = kmsflow::sha256_hex(&std::fs::read(&path).unwrap());
+        (path.display().to_string(), sha)
+    };
+    let (arm_calls, arm_sha) = wasm("test-arm-calls");
+    let (kube, kube_sha) = wasm("test-kube");
+    let pipeline = dir.path().join("leak.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"[pipeline]
+name = "leak"
+
+[[steps]]
+id = "arm"
+uses = "{arm_calls}"
+sha256 = "{arm_sha}"
+[steps.with]
+identity = "{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/kms"
+vault = "{rg}/providers/Microsoft.KeyVault/vaults/kv-leak1"
+cluster = "{cluster}"
+[[steps.grants]]
+scope = "{rg}"
+actions = ["read", "write", "roles", "keys"]
+
+[[steps]]
+id = "rewrite"
+uses = "rewrite-secrets"
+[steps.with]
+cluster = "{cluster}"
+page-size = 7
+[[steps.grants]]
+scope = "{cluster}"
+actions = ["read", "secrets.rewrite"]
+
+[[steps]]
+id = "kube"
+uses = "{kube}"
+sha256 = "{kube_sha}"
+[steps.with]
+cluster = "{cluster}"
+[[steps.grants]]
+scope = "{cluster}"
+actions = ["read", "kms"]
+"#
+        ),
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
     let out = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
         .args(["run", "-vvv", "--output", "json"])
         .arg(&pipeline)
         .env("KMSFLOW_LOCAL_STATE", &state)
         .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+        .env("KMSFLOW_RUNS_DIR", &runs)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -260,13 +313,60 @@ fn no_token_or_client_secret_reaches_the_logs_at_maximum_verbosity() {
         doc["steps"][0]["outputs"]["cluster"], "Succeeded",
         "the step talked to the serving local cloud"
     );
+    assert_eq!(doc["steps"][1]["outputs"]["listed"], 30, "{stdout}");
+    assert_eq!(doc["steps"][2]["outputs"]["count"], "ok:30", "{stdout}");
     assert!(
-        stderr.contains("kmsflow.keyvault.ensure-vault"),
+        stderr.contains("kmsflow.keyvault.ensure-vault") && stderr.contains("kmsflow.kubernetes.rewrite-secrets-page"),
         "trace logs show the capability spans"
     );
-    let secret = profile["operator"]["client_secret"].as_str().unwrap();
-    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
-        assert!(!text.contains(secret), "the client secret leaked into {name}");
+    let run_dir = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let journal = std::fs::read_to_string(run_dir.join("journal.ndjson")).unwrap();
+    let records = kmsflow::journal::Journal::read(&run_dir.join("journal.ndjson")).unwrap();
+    let pages = records
+        .iter()
+        .filter(|r| {
+            matches!(r, kmsflow::journal::Record::Call { call, write: true, ok: true, .. }
+            if call == "kubernetes.rewrite-secrets-page")
+        })
+        .count();
+    assert_eq!(pages, 5, "30 secrets in pages of 7, each page journaled");
+    assert!(journal.contains("\"request_ids\""), "request ids are journaled");
+
+    // What must never appear: the operator's client secret, any token, the admin credential of
+    // the cluster, and any secret's value (plain or base64, as the API carries it).
+    let clusters: Value = {
+        let out = kmsflow(&[
+            "local",
+            "resources",
+            "--state",
+            st,
+            "--type",
+            "Microsoft.ContainerService/managedClusters",
+            "--output",
+            "json",
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let admin_token = clusters.to_string();
+    let admin_token = admin_token
+        .split("\"kmsflowAdminToken\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    assert!(admin_token.len() >= 16);
+    let mut forbidden = vec![
+        profile["operator"]["client_secret"].as_str().unwrap().to_string(),
+        admin_token,
+        CANARY.to_string(),
+    ];
+    for i in 0..30 {
+        forbidden.push(base64::engine::general_purpose::STANDARD.encode(format!("{CANARY}-{i}")));
+    }
+    for (name, text) in [("stdout", &*stdout), ("stderr", &*stderr), ("the journal", &*journal)] {
+        for f in &forbidden {
+            assert!(!text.contains(f.as_str()), "{f} leaked into {name}");
+        }
         assert!(!text.contains("eyJ"), "a bearer token (JWT) leaked into {name}");
         assert!(
             !text.to_ascii_lowercase().contains("bearer "),

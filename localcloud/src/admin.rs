@@ -265,6 +265,9 @@ struct SeedSecrets {
     namespaces: usize,
     #[serde(default = "default_size")]
     size: usize,
+    /// Known data instead of random bytes: secret `i` holds `{value}-{i}` (leak tests grep for it).
+    #[serde(default)]
+    value: Option<String>,
 }
 
 fn one() -> usize {
@@ -288,7 +291,13 @@ async fn seed_secrets(State(state): State<Shared>, headers: HeaderMap, body: Byt
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    match crate::k8s::seed_secrets(&api, seed.count, seed.namespaces.max(1), seed.size) {
+    match crate::k8s::seed_secrets(
+        &api,
+        seed.count,
+        seed.namespaces.max(1),
+        seed.size,
+        seed.value.as_deref(),
+    ) {
         Ok(created) => json(StatusCode::CREATED, j!({"created": created})),
         Err(e) => e.into_response(),
     }

@@ -16,6 +16,7 @@ mod log;
 mod types;
 
 use crate::backend::{Authorized, CloudBackend};
+use crate::cloud::wire::WireReport;
 use crate::events::{Event, EventSink};
 use crate::grants::{Action, Grants, ResourcePath};
 use crate::wit::types::{Error as WitError, ErrorKind};
@@ -68,7 +69,7 @@ impl fmt::Display for CapabilityError {
 }
 
 /// Describes one capability call for the policy point.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Call<'a> {
     /// Stable name, `interface.function` as in the WIT (`keyvault.get-vault`).
     pub name: &'static str,
@@ -76,6 +77,29 @@ pub struct Call<'a> {
     pub action: Option<Action>,
     /// The ARM resource the call touches.
     pub resource: Option<&'a str>,
+    /// The call's other arguments, as `Debug` text (never a secret: the WIT has no type for one).
+    pub args: String,
+}
+
+impl Call<'_> {
+    /// Whether the call may change something outside the host.
+    pub fn writes(&self) -> bool {
+        !matches!(self.action, None | Some(Action::Read))
+    }
+}
+
+/// How an allowed call ended, for the hooks.
+#[derive(Debug)]
+pub struct CallOutcome<'a> {
+    /// The call's sequence number within the step attempt (1-based).
+    pub seq: u64,
+    /// The error the plugin saw, if any (`None` also for a host fault, see `trapped`).
+    pub error: Option<&'a WitError>,
+    /// A host fault that fails the step.
+    pub trapped: bool,
+    pub duration: Duration,
+    /// Requests, retries and request ids on the wire.
+    pub wire: &'a WireReport,
 }
 
 /// Extra policy and observation at the policy point, with defaulted methods: the place where
@@ -87,9 +111,18 @@ pub trait CallHooks: Send + Sync {
         Ok(())
     }
 
-    /// Runs when an allowed call finished.
-    fn after(&self, step: &str, call: &Call<'_>, ok: bool, duration: Duration) {
-        let _ = (step, call, ok, duration);
+    /// Runs when an allowed call finished, before its result reaches the plugin (a journal
+    /// writes and syncs here, so the effect is recorded before it is reported done).
+    /// An `Err` (the journal cannot be written) fails the step: an unrecorded effect would break
+    /// resume.
+    fn after(&self, step: &str, call: &Call<'_>, outcome: &CallOutcome<'_>) -> Result<(), String> {
+        let _ = (step, call, outcome);
+        Ok(())
+    }
+
+    /// Runs when the grants refused a call (nothing was sent).
+    fn denied(&self, step: &str, call: &Call<'_>) {
+        let _ = (step, call);
     }
 }
 
@@ -153,6 +186,7 @@ impl StepContext {
                 CapabilityError::guest(ErrorKind::Invalid, "InvalidResourceId", format!("{}: {e}", call.name))
             })?;
             if !self.grants.allows(action, &path) {
+                self.hooks.denied(&self.step, &call);
                 (self.events)(&Event::CallDenied {
                     step: self.step.clone(),
                     call: call.name.to_string(),
@@ -192,20 +226,40 @@ impl StepContext {
         &self,
         flight: InFlight<'_>,
         result: Result<T, CapabilityError>,
+        wire: WireReport,
     ) -> Result<T, CapabilityError> {
         let duration = flight.started.elapsed();
         let ok = result.is_ok();
         flight.span.in_scope(|| match &result {
-            Ok(_) => tracing::debug!(?duration, "ok"),
-            Err(e) => tracing::debug!(?duration, error = %e, "failed"),
+            Ok(_) => tracing::debug!(?duration, requests = wire.requests, retries = wire.retries, "ok"),
+            Err(e) => {
+                tracing::debug!(?duration, requests = wire.requests, retries = wire.retries, error = %e, "failed")
+            }
         });
-        self.hooks.after(&self.step, &flight.call, ok, duration);
+        let error = match &result {
+            Err(CapabilityError::Guest(e)) => Some(e),
+            _ => None,
+        };
+        let outcome = CallOutcome {
+            seq: flight.auth.seq,
+            error,
+            trapped: matches!(result, Err(CapabilityError::Trap(_))),
+            duration,
+            wire: &wire,
+        };
+        if let Err(e) = self.hooks.after(&self.step, &flight.call, &outcome) {
+            return Err(CapabilityError::trap(wasmtime::Error::msg(format!(
+                "{}: the result could not be recorded: {e}",
+                flight.call.name
+            ))));
+        }
         (self.events)(&Event::Call {
             step: self.step.clone(),
             call: flight.call.name.to_string(),
             resource: flight.call.resource.map(str::to_string),
             ok,
             duration,
+            retries: wire.retries,
         });
         result
     }
@@ -216,22 +270,52 @@ impl StepContext {
     }
 }
 
-/// Shorthand for a capability function: authorise, call the backend, finish.
+/// Shorthand for a capability function: authorise, call the backend, finish. The body must be
+/// one backend method call, `|b, auth| b.method(auth, args…)`, so that the arguments can be
+/// recorded (as `Debug` text: no WIT argument can carry a secret value or a token).
 macro_rules! capability_call {
-    ($ctx:expr, $name:literal, $action:expr, $resource:expr, |$backend:ident, $auth:ident| $body:expr) => {{
+    ($ctx:expr, $name:literal, $action:expr, $resource:expr,
+     |$backend:ident, $auth:ident| { $b:ident . $method:ident ( $a:ident $(, $arg:expr)* $(,)? ) }) => {
+        $crate::capabilities::capability_call!(@go $ctx, $name, $action, $resource, $backend, $auth,
+            $b.$method($a $(, $arg)*), ($($arg,)*))
+    };
+    ($ctx:expr, $name:literal, $action:expr, $resource:expr,
+     |$backend:ident, $auth:ident| $b:ident . $method:ident ( $a:ident $(, $arg:expr)* $(,)? )) => {
+        $crate::capabilities::capability_call!(@go $ctx, $name, $action, $resource, $backend, $auth,
+            $b.$method($a $(, $arg)*), ($($arg,)*))
+    };
+    (@go $ctx:expr, $name:literal, $action:expr, $resource:expr, $backend:ident, $auth:ident, $body:expr, $args:expr) => {{
         let resource: Option<&str> = $resource;
         let mut flight = $ctx.authorize($crate::capabilities::Call {
             name: $name,
             action: $action,
             resource,
+            args: $crate::capabilities::args_text(&$args),
         })?;
         // One span per capability with a stable name, e.g. `kmsflow.aks.set-kms` (`-v` shows them).
         flight.span = tracing::info_span!(concat!("kmsflow.", $name), step = %$ctx.step, resource);
         let $backend = $ctx.backend();
         let $auth = &flight.auth;
-        let call = $body;
-        let result = tracing::Instrument::instrument(call, flight.span.clone()).await;
-        $ctx.finish(flight, result)
+        let call = $crate::cloud::wire::collect($body);
+        let (result, wire) = tracing::Instrument::instrument(call, flight.span.clone()).await;
+        $ctx.finish(flight, result, wire)
     }};
 }
 pub(crate) use capability_call;
+
+/// Longest argument text kept for the journal.
+const ARGS_MAX: usize = 1024;
+
+/// The arguments of a call as the journal keeps them.
+pub(crate) fn args_text(args: &impl fmt::Debug) -> String {
+    let mut text = format!("{args:?}");
+    if text.len() > ARGS_MAX {
+        let mut cut = ARGS_MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}

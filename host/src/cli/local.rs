@@ -119,6 +119,9 @@ pub enum LocalCommand {
         /// Bytes of random data per secret.
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// Known data instead: secret i holds `VALUE-i`.
+        #[arg(long)]
+        value: Option<String>,
     },
     /// Every resource the local cloud holds.
     Resources {
@@ -202,9 +205,10 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             count,
             namespaces,
             size,
+            value,
         } => {
             let dir = state.dir()?;
-            let body = json!({"cluster": cluster.id(&dir)?, "count": count, "namespaces": namespaces, "size": size});
+            let body = json!({"cluster": cluster.id(&dir)?, "count": count, "namespaces": namespaces, "size": size, "value": value});
             let doc = admin(&dir, reqwest::Method::POST, "/_admin/seed-secrets", Some(body)).await?;
             print_value(output, &doc, |d| format!("created {} secrets\n", d["created"]));
             Ok(0)

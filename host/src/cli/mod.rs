@@ -11,6 +11,7 @@ mod render;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use kmsflow::journal::{Journal, JournalHooks, Record};
 use kmsflow::{Error, Pipeline, RunOptions, Runtime, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ struct Cli {
     /// Where compiled plugins are cached (default: the user's cache directory).
     #[arg(long, global = true, env = "KMSFLOW_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// The configuration file (default: ./kmsflow.toml, then the user's config directory).
+    #[arg(long, global = true, env = "KMSFLOW_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,10 +52,14 @@ enum Command {
     Run {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
-        /// Where capability calls go: `local` (the local cloud in `KMSFLOW_LOCAL_STATE`, started
-        /// in-process unless one is serving there) or `offline` (every cloud call is unavailable).
-        #[arg(long, default_value = "local")]
-        target: String,
+        /// Where capability calls go: a target of kmsflow.toml, `local` (the local cloud in
+        /// `KMSFLOW_LOCAL_STATE`, started in-process unless one is serving there) or `offline`
+        /// (every cloud call is unavailable). Default: the file's `default-target`, else `local`.
+        #[arg(long)]
+        target: Option<String>,
+        /// Where run journals are kept (default: the file's `runs-dir`, else `.kmsflow/runs`).
+        #[arg(long, env = "KMSFLOW_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
     },
     /// List and inspect plugins.
     #[command(subcommand)]
@@ -150,42 +158,64 @@ fn build_runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, Failure> {
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Run { pipeline, target } => {
+        Command::Run {
+            pipeline,
+            target,
+            runs_dir,
+        } => {
+            let config = kmsflow::config::Config::load(cli.config.as_deref()).map_err(|e| Failure {
+                code: 2,
+                error: e.into(),
+            })?;
             let runtime = build_runtime(cli.cache_dir)?;
             let pipeline = Pipeline::from_file(&pipeline).map_err(|e| Failure {
                 code: 2,
                 error: e.into(),
             })?;
-            let renderer = Arc::new(render::RunRenderer::new(cli.output));
-            let sink = Arc::clone(&renderer);
-            let options = RunOptions {
-                events: Arc::new(move |e| sink.event(e)),
-                ..RunOptions::default()
-            };
             let prepared = runtime
                 .prepare(&pipeline)
                 .await
                 .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
-            let target = match target.as_str() {
-                "offline" => Target::offline(),
-                "local" => {
-                    let dir = local::default_state_dir_or_env()?;
-                    Target::local(&dir).await.map_err(|e| Failure {
-                        code: 3,
-                        error: e.into(),
-                    })?
-                }
-                other => {
-                    return Err(Failure {
-                        code: 2,
-                        error: anyhow::anyhow!(
-                        "unknown target `{other}`; use `local` or `offline` (Azure targets arrive with kmsflow.toml)"
-                    ),
-                    })
-                }
+            let target_name = target.unwrap_or_else(|| config.default_target().to_string());
+            let local_dir = local::default_state_dir_or_env()?;
+            let target = Target::from_config(&target_name, &config, &local_dir)
+                .await
+                .map_err(|e| Failure {
+                    code: match e {
+                        kmsflow::target::TargetError::Unknown { .. } | kmsflow::target::TargetError::Config(_) => 2,
+                        _ => 3,
+                    },
+                    error: e.into(),
+                })?;
+            let run_id = kmsflow::new_run_id();
+            let runs_dir = runs_dir.unwrap_or_else(|| config.runs_dir());
+            let journal = Journal::open(&runs_dir.join(&run_id).join("journal.ndjson"))
+                .map(Arc::new)
+                .context("cannot create the run journal")?;
+            let hooks = JournalHooks::new(Arc::clone(&journal));
+            let renderer = Arc::new(render::RunRenderer::new(cli.output));
+            let sink = Arc::clone(&renderer);
+            let options = RunOptions {
+                run_id: run_id.clone(),
+                events: hooks.events(Arc::new(move |e| sink.event(e))),
+                hooks: Arc::new(hooks),
             };
             renderer.started(&options.run_id, &pipeline.name);
+            journal
+                .append(Record::RunStarted {
+                    run_id,
+                    pipeline: pipeline.name.clone(),
+                    target: target.name().to_string(),
+                    at_ms: kmsflow::journal::now_ms(),
+                })
+                .context("cannot write the run journal")?;
             let report = runtime.run_prepared(&pipeline, prepared, &target, &options).await;
+            journal
+                .append(Record::RunFinished {
+                    ok: report.succeeded(),
+                    at_ms: kmsflow::journal::now_ms(),
+                })
+                .context("cannot write the run journal")?;
             renderer.finished(&report);
             Ok(if report.succeeded() { 0 } else { 1 })
         }

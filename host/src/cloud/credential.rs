@@ -38,3 +38,113 @@ pub fn client_secret(
     )?;
     Ok(credential)
 }
+
+/// Where a target's credential comes from (`credential = "…"` in `kmsflow.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialSource {
+    /// `az login`'s account (`az account get-access-token`).
+    #[default]
+    AzureCli,
+    /// `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`.
+    Environment,
+    /// A service principal: tenant and client id from the file, the secret from an environment
+    /// variable (never from the file).
+    ClientSecret,
+    /// The machine's managed identity (IMDS), or a user-assigned one by client id.
+    ManagedIdentity,
+    /// AKS workload identity: `AZURE_FEDERATED_TOKEN_FILE` with `AZURE_CLIENT_ID`/`AZURE_TENANT_ID`.
+    WorkloadIdentity,
+}
+
+/// Why a credential could not be built; never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("credential `{source_name}` needs {what}")]
+    Missing { source_name: &'static str, what: String },
+    #[error("credential `{source_name}`: {message}")]
+    Sdk { source_name: &'static str, message: String },
+}
+
+/// The ids a credential source may need (from the target's configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialSpec {
+    pub source: CredentialSource,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    /// Environment variable holding the client secret (`client-secret`; default `AZURE_CLIENT_SECRET`).
+    pub client_secret_env: Option<String>,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Builds the credential `spec` describes, for `profile`'s authority and through `http`.
+pub fn from_spec(
+    profile: &CloudProfile,
+    http: &reqwest::Client,
+    spec: &CredentialSpec,
+) -> Result<Arc<dyn TokenCredential>, CredentialError> {
+    use azure_identity::{
+        AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions, ManagedIdentityCredential,
+        ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+        WorkloadIdentityCredentialOptions,
+    };
+    let name = match spec.source {
+        CredentialSource::AzureCli => "azure-cli",
+        CredentialSource::Environment => "environment",
+        CredentialSource::ClientSecret => "client-secret",
+        CredentialSource::ManagedIdentity => "managed-identity",
+        CredentialSource::WorkloadIdentity => "workload-identity",
+    };
+    let sdk = |e: azure_core::Error| CredentialError::Sdk {
+        source_name: name,
+        message: e.to_string(),
+    };
+    let missing = |what: &str| CredentialError::Missing {
+        source_name: name,
+        what: what.to_string(),
+    };
+    match spec.source {
+        CredentialSource::AzureCli => {
+            let options = AzureCliCredentialOptions {
+                tenant_id: spec.tenant_id.clone(),
+                ..Default::default()
+            };
+            Ok(AzureCliCredential::new(Some(options)).map_err(sdk)?)
+        }
+        CredentialSource::Environment => {
+            let tenant = env_var("AZURE_TENANT_ID").ok_or_else(|| missing("AZURE_TENANT_ID in the environment"))?;
+            let client = env_var("AZURE_CLIENT_ID").ok_or_else(|| missing("AZURE_CLIENT_ID in the environment"))?;
+            let secret =
+                env_var("AZURE_CLIENT_SECRET").ok_or_else(|| missing("AZURE_CLIENT_SECRET in the environment"))?;
+            client_secret(profile, http, &tenant, &client, &secret).map_err(sdk)
+        }
+        CredentialSource::ClientSecret => {
+            let tenant = spec.tenant_id.as_deref().ok_or_else(|| missing("`tenant-id`"))?;
+            let client = spec.client_id.as_deref().ok_or_else(|| missing("`client-id`"))?;
+            let var = spec.client_secret_env.as_deref().unwrap_or("AZURE_CLIENT_SECRET");
+            let secret = env_var(var).ok_or_else(|| missing(&format!("the client secret in ${var}")))?;
+            client_secret(profile, http, tenant, client, &secret).map_err(sdk)
+        }
+        CredentialSource::ManagedIdentity => {
+            let options = ManagedIdentityCredentialOptions {
+                user_assigned_id: spec.client_id.clone().map(UserAssignedId::ClientId),
+                client_options: client_options(profile, http),
+            };
+            Ok(ManagedIdentityCredential::new(Some(options)).map_err(sdk)?)
+        }
+        CredentialSource::WorkloadIdentity => {
+            let options = WorkloadIdentityCredentialOptions {
+                credential_options: ClientAssertionCredentialOptions {
+                    client_options: client_options(profile, http),
+                },
+                client_id: spec.client_id.clone(),
+                tenant_id: spec.tenant_id.clone(),
+                ..Default::default()
+            };
+            Ok(WorkloadIdentityCredential::new(Some(options)).map_err(sdk)?)
+        }
+    }
+}

@@ -642,8 +642,15 @@ fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, p
 }
 
 /// Creates `count` secrets round-robin across namespaces `seed-0..seed-{namespaces-1}`, each with
-/// `size` random bytes of data; returns how many were created (existing names are skipped).
-pub fn seed_secrets(api: &ApiServer<'_>, count: usize, namespaces: usize, size: usize) -> Result<usize, K8sError> {
+/// `size` random bytes of data (or `{value}-{i}`); returns how many were created (existing names
+/// are skipped).
+pub fn seed_secrets(
+    api: &ApiServer<'_>,
+    count: usize,
+    namespaces: usize,
+    size: usize,
+    value: Option<&str>,
+) -> Result<usize, K8sError> {
     use rand::RngCore;
     for n in 0..namespaces {
         let ns = format!("seed-{n}");
@@ -659,11 +666,15 @@ pub fn seed_secrets(api: &ApiServer<'_>, count: usize, namespaces: usize, size: 
     for i in 0..count {
         let ns = format!("seed-{}", i % namespaces);
         let name = format!("secret-{:06}", existing as usize + i);
-        rand::thread_rng().fill_bytes(&mut data);
-        let body = serde_json::to_vec(
-            &j!({"metadata": {"name": name}, "type": "Opaque", "data": {"value": STANDARD.encode(&data)}}),
-        )
-        .map_err(|e| K8sError::internal(e.to_string()))?;
+        let encoded = match value {
+            Some(v) => STANDARD.encode(format!("{v}-{i}")),
+            None => {
+                rand::thread_rng().fill_bytes(&mut data);
+                STANDARD.encode(&data)
+            }
+        };
+        let body = serde_json::to_vec(&j!({"metadata": {"name": name}, "type": "Opaque", "data": {"value": encoded}}))
+            .map_err(|e| K8sError::internal(e.to_string()))?;
         match create(api, Kind::Secret, &ns, &Bytes::from(body), "") {
             Ok(_) => created += 1,
             Err(e) if e.code == 409 => {}

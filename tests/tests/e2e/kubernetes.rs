@@ -280,9 +280,11 @@ async fn rewrite_of_10000_secrets_reads_no_data_and_loses_no_concurrent_edit() {
         }
         (kube, edited)
     });
+    let started = std::time::Instant::now();
     let report = rt
         .run_step(&plugin, rewrite, &target, &Recorder::default().options())
         .await;
+    let took = started.elapsed();
     let outputs = report.outcome.unwrap_or_else(|e| panic!("{e}"));
     let (kube, edited) = editor.await.unwrap();
 
@@ -293,6 +295,11 @@ async fn rewrite_of_10000_secrets_reads_no_data_and_loses_no_concurrent_edit() {
     assert_eq!(int("listed"), 10_000);
     assert_eq!(int("gone"), 0);
     assert_eq!(int("rewritten") + int("conflicts"), 10_000);
+    eprintln!(
+        "rewrite of 10,000 secrets: {took:?}, {} rewritten, {} conflicts with the concurrent editor",
+        int("rewritten"),
+        int("conflicts")
+    );
 
     let after = c.inspect("big").await;
     assert_eq!(after["summary"]["current"], 10_000, "{}", after["summary"]);
@@ -328,4 +335,94 @@ async fn rewrite_of_10000_secrets_reads_no_data_and_loses_no_concurrent_edit() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(secret["data"]["edited"], "eWVz", "{ns}/{name} lost its edit");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_capability_calls_survive_throttling_5xx_and_dropped_connections() {
+    use kmsflow::journal::{Journal, JournalHooks, Record};
+    let c = start().await;
+    let s = kms_cluster(&c, "faulty", 12, 2).await;
+    let settings = TargetSettings {
+        retry: kmsflow::cloud::RetryPolicy {
+            max_attempts: 12,
+            base_delay: std::time::Duration::from_millis(10),
+            max_delay: std::time::Duration::from_millis(200),
+            deadline: std::time::Duration::from_secs(60),
+        },
+        ..TargetSettings::default()
+    };
+    let target = Target::local_with(c.dir.path(), &settings).await.unwrap();
+    let (status, body) = c
+        .admin(
+            Method::PUT,
+            "/_admin/faults",
+            Some(
+                serde_json::json!({"seed": 42, "throttle_percent": 20, "retry_after_s": 0,
+                "error_percent": 5, "drop_percent": 5}),
+            ),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-many-calls").await;
+    let journal_path = cache.path().join("runs/r1/journal.ndjson");
+    let hooks = JournalHooks::new(Arc::new(Journal::open(&journal_path).unwrap()));
+    let options = kmsflow::RunOptions {
+        run_id: "r1".into(),
+        events: hooks.events(kmsflow::events::discard()),
+        hooks: Arc::new(hooks),
+    };
+    let cluster = c.cluster_id("faulty");
+    let grants = Grants::new(vec![Grant::new(&c.rg_id("rg1"), &["read", "kms"]).unwrap()]);
+    let run = step(
+        "many",
+        vec![
+            param("calls", Value::Integer(200)),
+            param("cluster", text(&cluster)),
+            param("vault", text(&s.vault)),
+            param("secrets", Value::Integer(12)),
+        ],
+        grants,
+    );
+    let outputs = rt
+        .run_step(&plugin, run, &target, &options)
+        .await
+        .outcome
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(output(&outputs, "checked"), Some(Value::Integer(200)));
+
+    let records = Journal::read(&journal_path).unwrap();
+    let calls: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Call {
+                ok,
+                retries,
+                retry_reasons,
+                requests,
+                ..
+            } => Some((*ok, *retries, retry_reasons.clone(), *requests)),
+            _ => None,
+        })
+        .collect();
+    // 40 rounds of five: four single calls and a put+get pair.
+    assert_eq!(calls.len(), 240);
+    assert!(calls.iter().all(|(ok, ..)| *ok), "every call completed");
+    let retries: u32 = calls.iter().map(|(_, r, ..)| r).sum();
+    assert!(retries >= 40, "with 30 % faults the journal shows retries: {retries}");
+    eprintln!("240 calls, {retries} retries: {:?}", reasons_summary(&calls));
+    fn reasons_summary(calls: &[(bool, u32, Vec<String>, u32)]) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for r in calls.iter().flat_map(|c| c.2.iter()) {
+            *m.entry(r.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+    let reasons: Vec<String> = calls.iter().flat_map(|(_, _, reasons, _)| reasons.clone()).collect();
+    assert!(reasons.iter().any(|r| r.starts_with("429")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("50")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "connection failed"), "{reasons:?}");
+    assert!(calls.iter().all(|(_, r, _, requests)| requests > r));
 }

@@ -72,8 +72,8 @@ pub struct Config {
 pub struct TargetConfig {
     /// `AzureCloud`, `AzureChinaCloud`, `AzureUSGovernment` or `local`.
     pub cloud: String,
-    #[serde(default)]
-    pub credential: CredentialSource,
+    /// Default `azure-cli`; for `cloud = "local"`, the local cloud's operator unless given.
+    pub credential: Option<CredentialSource>,
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,
     /// Name of the environment variable holding the client secret (`client-secret` credential).
@@ -242,10 +242,15 @@ impl Config {
         })
     }
 
-    /// The credential of target `name`.
+    /// The credential of target `name`; `None` for a local target that names none (it then
+    /// uses the local cloud's operator).
     pub fn credential(&self, name: &str) -> Option<CredentialSpec> {
-        self.targets.get(name).map(|t| CredentialSpec {
-            source: t.credential,
+        let t = self.targets.get(name)?;
+        if t.cloud == "local" && t.credential.is_none() {
+            return None;
+        }
+        Some(t).map(|t| CredentialSpec {
+            source: t.credential.unwrap_or_default(),
             tenant_id: t.tenant_id.clone(),
             client_id: t.client_id.clone(),
             client_secret_env: t.client_secret_env.clone(),

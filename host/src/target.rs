@@ -78,6 +78,15 @@ impl Target {
 
     /// [`Target::local`] with explicit client settings (retries, api-versions, rewrite concurrency).
     pub async fn local_with(state_dir: &std::path::Path, settings: &TargetSettings) -> Result<Self, TargetError> {
+        Target::local_as(state_dir, settings, None).await
+    }
+
+    /// [`Target::local_with`] as the principal `credential` describes (default: the operator).
+    pub async fn local_as(
+        state_dir: &std::path::Path,
+        settings: &TargetSettings,
+        credential: Option<&crate::cloud::credential::CredentialSpec>,
+    ) -> Result<Self, TargetError> {
         use crate::cloud::{credential, CloudProfile};
         let local_err = |reason: String| TargetError::LocalCloud {
             dir: state_dir.display().to_string(),
@@ -103,14 +112,19 @@ impl Target {
         };
         let cloud = CloudProfile::from_local(&profile);
         let client = crate::cloud::http::client(&cloud).map_err(|e| TargetError::Http(e.to_string()))?;
-        let cred = credential::client_secret(
-            &cloud,
-            &client,
-            &profile.tenant_id,
-            &profile.operator.client_id,
-            &profile.operator.client_secret,
-        )
-        .map_err(|e| TargetError::Credential(e.to_string()))?;
+        let cred = match credential {
+            Some(spec) => {
+                credential::from_spec(&cloud, &client, spec).map_err(|e| TargetError::Credential(e.to_string()))?
+            }
+            None => credential::client_secret(
+                &cloud,
+                &client,
+                &profile.tenant_id,
+                &profile.operator.client_id,
+                &profile.operator.client_secret,
+            )
+            .map_err(|e| TargetError::Credential(e.to_string()))?,
+        };
         let mut target = Target::azure("local", &cloud, client, cred, settings);
         target._local = guard;
         Ok(target)
@@ -172,7 +186,8 @@ impl Target {
         }
         let settings = config.settings(name)?;
         if let Some(dir) = config.local_state_dir(name) {
-            let mut target = Target::local_with(dir.as_deref().unwrap_or(local_dir), &settings).await?;
+            let spec = config.credential(name);
+            let mut target = Target::local_as(dir.as_deref().unwrap_or(local_dir), &settings, spec.as_ref()).await?;
             target.name = name.to_string();
             return Ok(target);
         }

@@ -12,6 +12,14 @@ struct Served {
     ready: Value,
 }
 
+/// A failed assertion must not leave the server running (it holds the test's stderr open).
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn serve(state: &Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
         .args(["local", "serve", "--output", "json", "--state"])
@@ -373,6 +381,108 @@ actions = ["read", "kms"]
             "an Authorization header leaked into {name}"
         );
     }
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+}
+
+/// A one-step pipeline of `test-arm-calls` (pinned) against resource group `rg`.
+fn arm_calls_pipeline(dir: &Path, rg: &str) -> std::path::PathBuf {
+    let wasm = std::path::PathBuf::from(kmsflow::test_plugin("test-arm-calls").unwrap());
+    let sha = kmsflow::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let path = dir.join("arm-calls.toml");
+    let toml = format!(
+        "[pipeline]\nname = \"arm-calls\"\n\n[[steps]]\nid = \"step\"\nuses = \"{}\"\nsha256 = \"{sha}\"\n\
+         [steps.with]\nidentity = \"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/kms\"\n\
+         vault = \"{rg}/providers/Microsoft.KeyVault/vaults/kv-config1\"\n\
+         cluster = \"{rg}/providers/Microsoft.ContainerService/managedClusters/none\"\n\
+         [[steps.grants]]\nscope = \"{rg}\"\nactions = [\"read\", \"write\", \"roles\", \"keys\"]\n",
+        wasm.display()
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+#[test]
+fn targets_come_from_kmsflow_toml_with_their_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let mut served = serve(&state);
+    let seeded = kmsflow(&[
+        "local",
+        "seed-cluster",
+        "--state",
+        state.to_str().unwrap(),
+        "--name",
+        "aks1",
+    ]);
+    assert!(seeded.status.success(), "the seeded cluster brings resource group rg1");
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/rg1",
+        profile["default_subscription"].as_str().unwrap()
+    );
+    let pipeline = arm_calls_pipeline(dir.path(), &rg);
+    std::fs::write(
+        dir.path().join("kmsflow.toml"),
+        "default-target = \"lab\"\nruns-dir = \"journals\"\n\n[targets.lab]\ncloud = \"local\"\nstate-dir = \"cloud\"\ncredential = \"environment\"\n",
+    )
+    .unwrap();
+    let run = |secret: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+            .current_dir(dir.path())
+            .arg("run")
+            .arg(&pipeline)
+            .args(extra)
+            .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+            .env_remove("KMSFLOW_RUNS_DIR")
+            .env("AZURE_TENANT_ID", profile["tenant_id"].as_str().unwrap())
+            .env("AZURE_CLIENT_ID", profile["operator"]["client_id"].as_str().unwrap())
+            .env("AZURE_CLIENT_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    // The default target of the file, with the environment's client secret.
+    let ok = run(profile["operator"]["client_secret"].as_str().unwrap(), &[]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let run_dir = std::fs::read_dir(dir.path().join("journals"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let records = kmsflow::journal::Journal::read(&run_dir.join("journal.ndjson")).unwrap();
+    assert!(matches!(&records[0], kmsflow::journal::Record::RunStarted { target, .. } if target == "lab"));
+
+    // A wrong secret: the step fails on the credential (exit 1), and the message does not echo it.
+    let bad = run("not-the-secret-0123456789", &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        stdout.contains("AADSTS7000215") || stderr.contains("AADSTS7000215"),
+        "{stdout}{stderr}"
+    );
+    assert!(!stdout.contains("not-the-secret") && !stderr.contains("not-the-secret"));
+
+    // An unknown target is refused before anything runs, naming the known ones.
+    let unknown = run("x", &["--target", "prod"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("unknown target `prod`") && stderr.contains("lab"),
+        "{stderr}"
+    );
+
+    // A mistake in the file points at its line.
+    std::fs::write(
+        dir.path().join("kmsflow.toml"),
+        "[targets.lab]\ncloud = \"local\"\nretries = 3\n",
+    )
+    .unwrap();
+    let broken = run("x", &[]);
+    assert_eq!(broken.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("line 3") && stderr.contains("retries"), "{stderr}");
     served.child.kill().unwrap();
     served.child.wait().unwrap();
 }

@@ -136,7 +136,8 @@ fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// `Retry-After` in seconds (the form ARM and Kubernetes send).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

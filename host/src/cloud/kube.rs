@@ -6,7 +6,7 @@
 //! the typed layer drops: the continue token inside a `410 Expired` status, `Retry-After` on 429s
 //! from API priority and fairness, and the `Audit-Id` of every answer for the journal.
 
-use super::arm::{ArmClient, CloudError, RetryPolicy};
+use super::arm::{retry_after, ArmClient, CloudError, RetryPolicy};
 use super::wire;
 use crate::wit::kubernetes::{Pod, RewritePage, State};
 use crate::wit::types::{Error as WitError, ErrorKind};
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Name and namespace of the rotation-facts ConfigMap (design.md §6).
 pub const STATE_NAMESPACE: &str = "kube-system";
@@ -147,17 +147,6 @@ impl Plan {
             .body(Body::from(self.body.clone()))
             .map_err(|e| KubeError::Client(format!("cannot build the request: {e}")))
     }
-}
-
-fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 fn status_error(status: u16, body: &[u8]) -> KubeError {

@@ -588,8 +588,33 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// PUT (replace) or JSON merge PATCH. A write that changes nothing is skipped unless the stored
 /// value is stale, exactly like `GuaranteedUpdate`: that is what makes a no-op update re-encrypt.
+/// Without a `resourceVersion` from the client, a concurrent write is not a conflict: like
+/// `GuaranteedUpdate`, the update is re-applied to the newer object.
 #[allow(clippy::too_many_arguments)]
 fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, patch: bool, accept: &str) -> K8sResult {
+    let given = parse_body(body)?;
+    let precondition = given["metadata"]["resourceVersion"].as_str().map(str::to_string);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match update_once(api, kind, ns, name, &given, precondition.as_deref(), patch, accept) {
+            Err(e) if e.code == 409 && precondition.is_none() && attempts < 10 => continue,
+            other => return other,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update_once(
+    api: &ApiServer<'_>,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    given: &Value,
+    precondition: Option<&str>,
+    patch: bool,
+    accept: &str,
+) -> K8sResult {
     let key = kind.key(ns, name);
     let entry = api
         .state
@@ -597,16 +622,14 @@ fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, p
         .etcd_get(api.cluster(), &key)?
         .ok_or_else(|| K8sError::not_found(kind.plural(), name))?;
     let (current, stale) = api.decode(kind, &entry)?;
-    let given = parse_body(body)?;
-    let precondition = given["metadata"]["resourceVersion"].as_str().map(str::to_string);
-    if let Some(rv) = &precondition {
+    if let Some(rv) = precondition {
         if rv.parse::<i64>().ok() != Some(entry.mod_rev) {
             return Err(K8sError::conflict(kind.plural(), name));
         }
     }
     let mut next = if patch {
         let mut merged = current.clone();
-        merge_patch(&mut merged, &given);
+        merge_patch(&mut merged, given);
         merged
     } else {
         if given["metadata"]["name"].as_str() != Some(name) {
@@ -615,7 +638,7 @@ fn update(api: &ApiServer<'_>, kind: Kind, ns: &str, name: &str, body: &Bytes, p
                 given["metadata"]["name"].as_str().unwrap_or_default()
             )));
         }
-        given
+        given.clone()
     };
     next["apiVersion"] = j!("v1");
     next["kind"] = j!(kind.kind());

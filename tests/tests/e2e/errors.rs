@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::{public_kms, start, Cloud};
+use crate::common::{public_kms, start};
 use kmsflow::wit::types::{Param, Value};
 use kmsflow::{Grant, Grants, Plugin, Runtime, StepLimits, StepRun, Target};
 use kmsflow_tests::{output, runtime, test_plugin, Recorder};
@@ -42,15 +42,6 @@ async fn call(
     }
 }
 
-async fn requests(c: &Cloud) -> usize {
-    c.admin(Method::GET, "/_admin/requests", None).await.1["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| !r["path"].as_str().unwrap().starts_with("/_admin"))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aks_and_key_vault_errors_reach_the_plugin_with_their_kind_and_code() {
     let c = start().await;
@@ -67,10 +58,10 @@ async fn aks_and_key_vault_errors_reach_the_plugin_with_their_kind_and_code() {
 
     // Invalid, before any request: an unversioned key id selects another AKS feature.
     let unversioned = s.key_id.rsplit_once('/').unwrap().0.to_string();
-    let before = requests(&c).await;
+    let before = c.cloud_requests().await;
     let r = call(&rt, &plugin, &target, &grants, "set-kms", &cluster, &unversioned).await;
     assert!(r.starts_with("invalid:"), "{r}");
-    assert_eq!(requests(&c).await, before, "rejected before any call");
+    assert_eq!(c.cloud_requests().await, before, "rejected before any call");
 
     // Invalid, from AKS: minor versions cannot be skipped.
     let r = call(&rt, &plugin, &target, &grants, "upgrade", &cluster, "1.32").await;

@@ -171,15 +171,7 @@ async fn every_kubernetes_call_succeeds_or_maps_its_error() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out_text(&missing, "count"), "not-found:ResourceNotFound");
     // Outside the grants: nothing is sent.
-    let cloud_requests = || async {
-        c.admin(Method::GET, "/_admin/requests", None).await.1["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| !r["path"].as_str().unwrap().starts_with("/_admin"))
-            .count()
-    };
-    let before = cloud_requests().await;
+    let before = c.cloud_requests().await;
     let other_rg = format!("/subscriptions/{}/resourceGroups/other", c.sub());
     let denied = rt
         .run_step(
@@ -201,7 +193,7 @@ async fn every_kubernetes_call_succeeds_or_maps_its_error() {
         .outcome
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out_text(&denied, "count"), "denied:GrantMissing");
-    let after = cloud_requests().await;
+    let after = c.cloud_requests().await;
     assert_eq!(before, after, "a denied call sends no request");
 }
 

@@ -165,6 +165,16 @@ impl Cloud {
         ((status, serde_json::from_str(&text).unwrap_or(Value::Null)), headers)
     }
 
+    /// Requests the cloud logged, the admin API's own excluded.
+    pub async fn cloud_requests(&self) -> usize {
+        self.admin(Method::GET, "/_admin/requests", None).await.1["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["path"].as_str().unwrap().starts_with("/_admin"))
+            .count()
+    }
+
     pub fn port(&self) -> u16 {
         self.profile
             .resource_manager

@@ -68,7 +68,13 @@ pub enum Event {
         duration: Duration,
         /// One line: why the step failed.
         reason: Option<String>,
+        /// What the step returned (empty when it failed).
+        outputs: Vec<crate::wit::types::Param>,
     },
+    /// The step's `when` condition did not hold; it did not run.
+    StepSkipped { step: String, condition: String },
+    /// A resumed run found the step finished; its recorded outputs are used.
+    StepResumed { step: String },
 }
 
 /// Receives events; called from the runtime's tasks, so it must be cheap and thread-safe.

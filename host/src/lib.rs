@@ -39,6 +39,7 @@ pub mod journal;
 pub mod limits;
 mod output;
 pub mod pipeline;
+pub mod plan;
 mod plugin;
 mod runtime;
 mod step;
@@ -51,8 +52,11 @@ pub use error::Error;
 pub use events::{Event, EventSink, LogLevel, LogSource};
 pub use grants::{Action, Grant, Grants};
 pub use limits::StepLimits;
-pub use pipeline::{Pipeline, PipelineError};
+pub use pipeline::{Pipeline, PipelineError, VarInputs};
 pub use plugin::{sha256_hex, type_name as wit_type_name, Plugin, PluginOrigin};
-pub use runtime::{new_run_id, RunOptions, RunReport, Runtime, RuntimeBuilder, StepReport, StepRun};
+pub use runtime::{
+    new_run_id, PreparedStep, ResumeState, RunOptions, RunReport, Runtime, RuntimeBuilder, StepReport, StepRun,
+    StepStatus,
+};
 pub use step::{StepFailure, StepState};
 pub use target::{Target, TargetSettings};

@@ -9,13 +9,14 @@ use crate::error::Error;
 use crate::events::{discard, Event, EventSink};
 use crate::grants::Grants;
 use crate::limits::StepLimits;
-use crate::pipeline::{resolve_params, Pipeline, PluginRef};
+use crate::pipeline::params_to_toml as to_toml;
+use crate::pipeline::{check_params, resolve_params, Pipeline, PluginRef, Ref, StepSpec};
 use crate::plugin::{sha256_hex, Plugin, PluginOrigin};
 use crate::step::{run_step, StepFailure, StepState};
 use crate::target::Target;
-use crate::wit::types::Param;
+use crate::wit::types::{Param, ParamSpec};
 use crate::wit::{Workflow, WorkflowPre};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,6 +89,8 @@ pub struct RunOptions {
     pub run_id: String,
     pub events: EventSink,
     pub hooks: Arc<dyn CallHooks>,
+    /// What an interrupted run of the same id already did.
+    pub resume: Option<Arc<ResumeState>>,
 }
 
 impl Default for RunOptions {
@@ -96,6 +99,7 @@ impl Default for RunOptions {
             run_id: new_run_id(),
             events: discard(),
             hooks: Arc::new(NoHooks),
+            resume: None,
         }
     }
 }
@@ -108,6 +112,17 @@ pub struct StepReport {
     pub sha256: String,
     pub outcome: Result<Vec<Param>, StepFailure>,
     pub duration: Duration,
+    pub status: StepStatus,
+}
+
+/// Whether a step ran in this invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    Ran,
+    /// Its `when` condition did not hold.
+    Skipped,
+    /// A resumed run found it finished.
+    AlreadyDone,
 }
 
 /// The result of a run: the steps that ran, in order (a failed step ends the run).
@@ -250,15 +265,33 @@ impl Runtime {
         }
     }
 
-    /// Runs one step of `plugin` against `target`.
+    /// Runs one step of `plugin` against `target` (with its checkpoints restored when
+    /// `options.resume` has them).
     pub async fn run_step(&self, plugin: &Plugin, step: StepRun, target: &Target, options: &RunOptions) -> StepReport {
+        let checkpoint = options
+            .resume
+            .as_ref()
+            .and_then(|r| r.checkpoints.get(&step.id).cloned())
+            .unwrap_or_default();
+        self.run_step_from(plugin, step, target, options, checkpoint).await.0
+    }
+
+    /// One attempt of a step starting from `checkpoint`; returns the map as the attempt left it.
+    async fn run_step_from(
+        &self,
+        plugin: &Plugin,
+        step: StepRun,
+        target: &Target,
+        options: &RunOptions,
+        checkpoint: BTreeMap<String, String>,
+    ) -> (StepReport, BTreeMap<String, String>) {
         let started = Instant::now();
         (options.events)(&Event::StepStarted {
             step: step.id.clone(),
             plugin: plugin.name.clone(),
             sha256: plugin.sha256.clone(),
         });
-        let ctx = StepContext::new(
+        let mut ctx = StepContext::new(
             options.run_id.clone(),
             step.id.clone(),
             step.grants,
@@ -266,47 +299,55 @@ impl Runtime {
             Arc::clone(&options.hooks),
             options.events.clone(),
         );
-        let (outcome, _ctx) = run_step(&plugin.pre, ctx, step.limits, step.params).await;
+        ctx.checkpoint = checkpoint;
+        let (outcome, ctx) = run_step(&plugin.pre, ctx, step.limits, step.params).await;
         let duration = started.elapsed();
         (options.events)(&Event::StepFinished {
             step: step.id.clone(),
             ok: outcome.is_ok(),
             duration,
             reason: outcome.as_ref().err().map(ToString::to_string),
+            outputs: outcome.as_ref().ok().cloned().unwrap_or_default(),
         });
-        StepReport {
+        let report = StepReport {
             id: step.id,
             plugin: plugin.name.clone(),
             sha256: plugin.sha256.clone(),
             outcome,
             duration,
-        }
+            status: StepStatus::Ran,
+        };
+        (report, ctx.checkpoint)
     }
 
-    /// Loads every step's plugin and checks every step's parameters, before anything runs.
-    pub async fn prepare(&self, pipeline: &Pipeline) -> Result<Vec<(Arc<Plugin>, StepRun)>, Error> {
+    /// Loads every step's plugin and checks every step's parameters (step-output references
+    /// included), before anything runs.
+    pub async fn prepare(&self, pipeline: &Pipeline) -> Result<Vec<PreparedStep>, Error> {
         let mut prepared = Vec::new();
+        let mut earlier: HashMap<String, Vec<ParamSpec>> = HashMap::new();
         for step in &pipeline.steps {
             let plugin = self.resolve_plugin(&step.uses).await.map_err(|e| match e {
                 Error::UnknownPlugin(_) | Error::ReadPlugin { .. } | Error::PluginHashMismatch { .. } => {
+                    let hint = matches!(e, Error::UnknownPlugin(_)).then(|| {
+                        format!(
+                            "built-in plugins: {}; a file needs a path ending in .wasm and its sha256",
+                            Runtime::builtin_names().join(", ")
+                        )
+                    });
                     Error::Pipeline(crate::pipeline::PipelineError {
                         location: step.uses_location.clone(),
                         message: e.to_string(),
-                        hint: None,
+                        hint,
                     })
                 }
                 other => other,
             })?;
-            let params = resolve_params(step, &plugin.info)?;
-            prepared.push((
+            check_params(step, &plugin.info, &earlier)?;
+            earlier.insert(step.id.clone(), plugin.info.outputs.clone());
+            prepared.push(PreparedStep {
                 plugin,
-                StepRun {
-                    id: step.id.clone(),
-                    params,
-                    grants: step.grants.clone(),
-                    limits: step.limits,
-                },
-            ));
+                spec: step.clone(),
+            });
         }
         Ok(prepared)
     }
@@ -318,11 +359,12 @@ impl Runtime {
         Ok(self.run_prepared(pipeline, prepared, target, options).await)
     }
 
-    /// Runs steps that [`Runtime::prepare`] returned.
+    /// Runs steps that [`Runtime::prepare`] returned: skips those `options.resume` says are done,
+    /// evaluates `when`, substitutes earlier steps' outputs, and retries as each step says.
     pub async fn run_prepared(
         &self,
         pipeline: &Pipeline,
-        prepared: Vec<(Arc<Plugin>, StepRun)>,
+        prepared: Vec<PreparedStep>,
         target: &Target,
         options: &RunOptions,
     ) -> RunReport {
@@ -331,9 +373,98 @@ impl Runtime {
             pipeline: pipeline.name.clone(),
             steps: Vec::new(),
         };
-        for (plugin, step) in prepared {
-            let step_report = self.run_step(&plugin, step, target, options).await;
+        let mut outputs: HashMap<String, Vec<Param>> = HashMap::new();
+        let resume = options.resume.clone().unwrap_or_default();
+        for PreparedStep { plugin, spec } in prepared {
+            let done = |status: StepStatus, outcome: Vec<Param>| StepReport {
+                id: spec.id.clone(),
+                plugin: plugin.name.clone(),
+                sha256: plugin.sha256.clone(),
+                outcome: Ok(outcome),
+                duration: Duration::ZERO,
+                status,
+            };
+            if let Some(out) = resume.finished.get(&spec.id) {
+                (options.events)(&Event::StepResumed { step: spec.id.clone() });
+                outputs.insert(spec.id.clone(), out.clone());
+                report.steps.push(done(StepStatus::AlreadyDone, out.clone()));
+                continue;
+            }
+            let lookup = |r: &Ref| match r {
+                Ref::Output { step, output } => outputs
+                    .get(step)
+                    .and_then(|o| o.iter().find(|p| p.name == *output))
+                    .map(|p| to_toml(&p.value)),
+                Ref::Var(_) => None,
+            };
+            let failed = |reason: String| StepReport {
+                id: spec.id.clone(),
+                plugin: plugin.name.clone(),
+                sha256: plugin.sha256.clone(),
+                outcome: Err(StepFailure::Setup(reason)),
+                duration: Duration::ZERO,
+                status: StepStatus::Ran,
+            };
+            if let Some((condition, _)) = &spec.when {
+                match condition.eval(&lookup) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        (options.events)(&Event::StepSkipped {
+                            step: spec.id.clone(),
+                            condition: condition.source.clone(),
+                        });
+                        report.steps.push(done(StepStatus::Skipped, Vec::new()));
+                        continue;
+                    }
+                    Err(e) => {
+                        report
+                            .steps
+                            .push(failed(format!("`when = \"{}\"`: {e}", condition.source)));
+                        break;
+                    }
+                }
+            }
+            let params = match resolve_params(&spec, &plugin.info, &lookup) {
+                Ok(p) => p,
+                Err(e) => {
+                    report.steps.push(failed(e.to_string()));
+                    break;
+                }
+            };
+            let mut checkpoint = resume.checkpoints.get(&spec.id).cloned().unwrap_or_default();
+            let mut attempt = 1;
+            let step_report = loop {
+                let run = StepRun {
+                    id: spec.id.clone(),
+                    params: params.clone(),
+                    grants: spec.grants.clone(),
+                    limits: spec.limits,
+                };
+                let (step_report, left) = self.run_step_from(&plugin, run, target, options, checkpoint).await;
+                checkpoint = left;
+                match &step_report.outcome {
+                    Err(StepFailure::Plugin(e)) if attempt < spec.retry.attempts && spec.retry.on.contains(&e.kind) => {
+                        let wait = spec.retry.backoff.saturating_mul(1 << (attempt - 1).min(10));
+                        (options.events)(&Event::Log {
+                            step: spec.id.clone(),
+                            level: crate::events::LogLevel::Warn,
+                            source: crate::events::LogSource::Plugin,
+                            message: format!(
+                                "attempt {attempt} of {} failed ({e}); retrying in {}",
+                                spec.retry.attempts,
+                                humantime::format_duration(wait)
+                            ),
+                        });
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    _ => break step_report,
+                }
+            };
             let failed = step_report.outcome.is_err();
+            if let Ok(out) = &step_report.outcome {
+                outputs.insert(spec.id.clone(), out.clone());
+            }
             report.steps.push(step_report);
             if failed {
                 break;
@@ -341,6 +472,22 @@ impl Runtime {
         }
         report
     }
+}
+
+/// A step ready to run: its plugin loaded and its parameters checked.
+#[derive(Clone)]
+pub struct PreparedStep {
+    pub plugin: Arc<Plugin>,
+    pub spec: StepSpec,
+}
+
+/// What an interrupted run had finished, for `kmsflow resume`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumeState {
+    /// Steps that finished, with their outputs: not run again.
+    pub finished: HashMap<String, Vec<Param>>,
+    /// Each step's checkpoint map as it was last written.
+    pub checkpoints: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// Calls `describe()` in a throwaway store with no grants and no backend.

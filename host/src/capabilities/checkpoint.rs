@@ -1,7 +1,7 @@
 //! `kmsflow:workflow/checkpoint`: the step's private key/value map.
 //!
-//! Until the journal lands (issue 6) the map lives in the step's store only, so it lasts for one
-//! attempt of the step; the contract (`put` returns once durable) is what plugins code against.
+//! Every change goes through `CallHooks::checkpoint` first — the journal writes and syncs it — so
+//! `put` returns only once the value is durable, and `kmsflow resume` restores the map.
 
 use super::{CapabilityError, StepContext, CHECKPOINT_KEY_MAX, CHECKPOINT_VALUE_MAX};
 use crate::wit::checkpoint;
@@ -32,12 +32,20 @@ impl checkpoint::Host for StepContext {
 
     async fn put(&mut self, key: String, value: String) -> Result<(), CapabilityError> {
         check_sizes(&key, &value)?;
+        self.hooks
+            .checkpoint(&self.step, &key, Some(&value))
+            .map_err(|e| CapabilityError::trap(wasmtime::Error::msg(format!("checkpoint not recorded: {e}"))))?;
         self.checkpoint.insert(key, value);
         Ok(())
     }
 
     async fn remove(&mut self, key: String) -> Result<(), CapabilityError> {
-        self.checkpoint.remove(&key);
+        if self.checkpoint.contains_key(&key) {
+            self.hooks
+                .checkpoint(&self.step, &key, None)
+                .map_err(|e| CapabilityError::trap(wasmtime::Error::msg(format!("checkpoint not recorded: {e}"))))?;
+            self.checkpoint.remove(&key);
+        }
         Ok(())
     }
 }

@@ -120,6 +120,13 @@ pub trait CallHooks: Send + Sync {
         Ok(())
     }
 
+    /// Runs when the step writes its checkpoint map (`None`: a removal); an `Err` fails the step,
+    /// since `put` promises durability.
+    fn checkpoint(&self, step: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+        let _ = (step, key, value);
+        Ok(())
+    }
+
     /// Runs when the grants refused a call (nothing was sent).
     fn denied(&self, step: &str, call: &Call<'_>) {
         let _ = (step, call);

@@ -8,14 +8,13 @@
 
 mod local;
 mod render;
+mod runs;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use kmsflow::journal::{Journal, JournalHooks, Record};
-use kmsflow::{Error, Pipeline, RunOptions, Runtime, Target};
+use kmsflow::{Error, Runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -48,19 +47,43 @@ pub enum Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a pipeline.
+    /// Run a pipeline (prints the run id first; a failed run prints its resume command).
     Run {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
-        /// Where capability calls go: a target of kmsflow.toml, `local` (the local cloud in
-        /// `KMSFLOW_LOCAL_STATE`, started in-process unless one is serving there) or `offline`
-        /// (every cloud call is unavailable). Default: the file's `default-target`, else `local`.
-        #[arg(long)]
-        target: Option<String>,
+        #[command(flatten)]
+        inputs: runs::RunInputs,
         /// Where run journals are kept (default: the file's `runs-dir`, else `.kmsflow/runs`).
         #[arg(long, env = "KMSFLOW_RUNS_DIR")]
         runs_dir: Option<PathBuf>,
     },
+    /// Continue an interrupted or failed run where it stopped.
+    Resume {
+        run_id: String,
+        /// Resume even though the pipeline or a plugin changed since the run started.
+        #[arg(long)]
+        allow_changed: bool,
+        /// Take the run's lock even though another process seems to hold it.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, env = "KMSFLOW_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+    },
+    /// Show what each step would change, without changing anything.
+    Plan {
+        pipeline: PathBuf,
+        #[command(flatten)]
+        inputs: runs::RunInputs,
+    },
+    /// Check a pipeline and its plugins offline (no target).
+    Validate {
+        pipeline: PathBuf,
+        #[command(flatten)]
+        inputs: runs::RunInputs,
+    },
+    /// Past runs, from their journals.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// List and inspect plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -70,6 +93,21 @@ enum Command {
     /// The local cloud: an Azure + AKS emulator on loopback.
     #[command(subcommand)]
     Local(local::LocalCommand),
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Every run with its state.
+    List {
+        #[arg(long, env = "KMSFLOW_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+    },
+    /// A run's timeline: steps, calls with durations, retries and denials.
+    Show {
+        run_id: String,
+        #[arg(long, env = "KMSFLOW_RUNS_DIR")]
+        runs_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,64 +198,43 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run {
             pipeline,
-            target,
+            inputs,
             runs_dir,
         } => {
-            let config = kmsflow::config::Config::load(cli.config.as_deref()).map_err(|e| Failure {
-                code: 2,
-                error: e.into(),
-            })?;
-            let runtime = build_runtime(cli.cache_dir)?;
-            let pipeline = Pipeline::from_file(&pipeline).map_err(|e| Failure {
-                code: 2,
-                error: e.into(),
-            })?;
-            let prepared = runtime
-                .prepare(&pipeline)
-                .await
-                .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
-            let target_name = target.unwrap_or_else(|| config.default_target().to_string());
-            let local_dir = local::default_state_dir_or_env()?;
-            let target = Target::from_config(&target_name, &config, &local_dir)
-                .await
-                .map_err(|e| Failure {
-                    code: match e {
-                        kmsflow::target::TargetError::Unknown { .. } | kmsflow::target::TargetError::Config(_) => 2,
-                        _ => 3,
-                    },
-                    error: e.into(),
-                })?;
-            let run_id = kmsflow::new_run_id();
-            let runs_dir = runs_dir.unwrap_or_else(|| config.runs_dir());
-            let journal = Journal::open(&runs_dir.join(&run_id).join("journal.ndjson"))
-                .map(Arc::new)
-                .context("cannot create the run journal")?;
-            let hooks = JournalHooks::new(Arc::clone(&journal));
-            let renderer = Arc::new(render::RunRenderer::new(cli.output));
-            let sink = Arc::clone(&renderer);
-            let options = RunOptions {
-                run_id: run_id.clone(),
-                events: hooks.events(Arc::new(move |e| sink.event(e))),
-                hooks: Arc::new(hooks),
-            };
-            renderer.started(&options.run_id, &pipeline.name);
-            journal
-                .append(Record::RunStarted {
-                    run_id,
-                    pipeline: pipeline.name.clone(),
-                    target: target.name().to_string(),
-                    at_ms: kmsflow::journal::now_ms(),
-                })
-                .context("cannot write the run journal")?;
-            let report = runtime.run_prepared(&pipeline, prepared, &target, &options).await;
-            journal
-                .append(Record::RunFinished {
-                    ok: report.succeeded(),
-                    at_ms: kmsflow::journal::now_ms(),
-                })
-                .context("cannot write the run journal")?;
-            renderer.finished(&report);
-            Ok(if report.succeeded() { 0 } else { 1 })
+            runs::run(
+                &pipeline,
+                inputs,
+                runs_dir,
+                cli.config.as_deref(),
+                cli.cache_dir,
+                cli.output,
+            )
+            .await
+        }
+        Command::Resume {
+            run_id,
+            allow_changed,
+            force,
+            runs_dir,
+        } => {
+            runs::resume(
+                &run_id,
+                allow_changed,
+                force,
+                runs_dir,
+                cli.config.as_deref(),
+                cli.cache_dir,
+                cli.output,
+            )
+            .await
+        }
+        Command::Plan { pipeline, inputs } => {
+            runs::plan(&pipeline, inputs, cli.config.as_deref(), cli.cache_dir, cli.output).await
+        }
+        Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cli.cache_dir, cli.output).await,
+        Command::Runs(RunsCommand::List { runs_dir }) => runs::list(runs_dir, cli.config.as_deref(), cli.output),
+        Command::Runs(RunsCommand::Show { run_id, runs_dir }) => {
+            runs::show(&run_id, runs_dir, cli.config.as_deref(), cli.output)
         }
         Command::Plugins(PluginsCommand::List) => {
             let runtime = build_runtime(cli.cache_dir)?;

@@ -105,11 +105,18 @@ impl RunRenderer {
                 self.line(&format!("  {step} [denied] {call}: no `{action}` grant on {resource}"));
             }
             Event::Call { .. } => {}
+            Event::StepSkipped { step, condition } => {
+                self.line(&format!("- {step} skipped: `{condition}` does not hold"));
+            }
+            Event::StepResumed { step } => {
+                self.line(&format!("✔ {step} (finished before the resume)"));
+            }
             Event::StepFinished {
                 step,
                 ok,
                 duration,
                 reason,
+                ..
             } => {
                 if let Some(bar) = self.bar.lock().ok().and_then(|mut b| b.take()) {
                     bar.finish_and_clear();
@@ -280,5 +287,176 @@ pub fn bench(output: Output, f: &RuntimeFigures) {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&f.to_json()).unwrap_or_default()),
         Output::Text => print!("{f}"),
+    }
+}
+
+/// `kmsflow validate`: what would run.
+pub fn validated(output: Output, pipeline: &kmsflow::Pipeline, prepared: &[kmsflow::PreparedStep]) {
+    match output {
+        Output::Json => {
+            let steps: Vec<Json> = prepared
+                .iter()
+                .map(|p| json!({"id": p.spec.id, "plugin": p.plugin.name(), "sha256": p.plugin.sha256()}))
+                .collect();
+            let vars: serde_json::Map<String, Json> = pipeline
+                .values
+                .iter()
+                .filter_map(|(k, v)| serde_json::to_value(v).ok().map(|v| (k.clone(), v)))
+                .collect();
+            let doc = json!({"pipeline": pipeline.name, "valid": true, "sha256": pipeline.sha256, "vars": vars, "steps": steps});
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Output::Text => {
+            println!(
+                "{}: valid, {} step(s), {} file(s)",
+                pipeline.name,
+                prepared.len(),
+                pipeline.files.len()
+            );
+            for p in prepared {
+                println!(
+                    "  {} uses {} ({})",
+                    p.spec.id,
+                    p.plugin.name(),
+                    &p.plugin.sha256()[..12]
+                );
+            }
+        }
+    }
+}
+
+/// `kmsflow plan`: per step, what it would change.
+pub fn plan(output: Output, pipeline: &kmsflow::Pipeline, plan: &[kmsflow::plan::StepPlan]) {
+    match output {
+        Output::Json => {
+            let doc = json!({"pipeline": pipeline.name, "steps": plan});
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Output::Text => {
+            println!("plan for {}:", pipeline.name);
+            for s in plan {
+                let what = match (&s.change, &s.blocked, s.skipped) {
+                    (_, _, true) => "skipped (its `when` does not hold)".to_string(),
+                    (Some(c), _, _) => format!("would change: {c}"),
+                    (None, Some(b), _) => format!("cannot plan: {b}"),
+                    (None, None, false) => "no changes".to_string(),
+                };
+                println!("  {} ({}): {what}", s.step, s.plugin);
+            }
+        }
+    }
+}
+
+fn ms_time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// `kmsflow runs list`.
+pub fn runs_list(output: Output, runs: &[kmsflow::journal::runs::RunSummary]) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(runs).unwrap_or_default()),
+        Output::Text => {
+            if runs.is_empty() {
+                println!("no runs");
+            }
+            for r in runs {
+                println!(
+                    "{}  {:<11}  {}  {} on {}  steps done: {}, calls: {}, retries: {}, denied: {}",
+                    r.id,
+                    serde_json::to_value(r.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    ms_time(r.started_ms),
+                    r.pipeline,
+                    r.target,
+                    r.steps_done,
+                    r.calls,
+                    r.retries,
+                    r.denials
+                );
+            }
+        }
+    }
+}
+
+/// `kmsflow runs show`: the timeline of a run.
+pub fn run_show(output: Output, summary: &kmsflow::journal::runs::RunSummary, records: &[kmsflow::journal::Record]) {
+    use kmsflow::journal::Record;
+    if output == Output::Json {
+        let doc = json!({"summary": summary, "records": records});
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return;
+    }
+    println!(
+        "run {} — {} on {} — {}",
+        summary.id,
+        summary.pipeline,
+        summary.target,
+        serde_json::to_value(summary.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    );
+    for r in records {
+        match r {
+            Record::RunStarted { at_ms, .. } => println!("{}  started", ms_time(*at_ms)),
+            Record::Resumed { at_ms, allow_changed } => println!(
+                "{}  resumed{}",
+                ms_time(*at_ms),
+                if *allow_changed { " (changes allowed)" } else { "" }
+            ),
+            Record::StepStarted { step, plugin, .. } => println!("  ▶ {step} ({plugin})"),
+            Record::Call {
+                call,
+                resource,
+                ok,
+                duration_ms,
+                retries,
+                error,
+                request_ids,
+                ..
+            } => {
+                let mut line = format!(
+                    "    {} {call} {} {duration_ms}ms",
+                    if *ok { "·" } else { "✘" },
+                    resource.as_deref().unwrap_or("")
+                );
+                if *retries > 0 {
+                    line.push_str(&format!(", {retries} retries"));
+                }
+                if let Some(e) = error {
+                    line.push_str(&format!(" — {} {}", e.kind, e.code));
+                }
+                if let Some(id) = request_ids.first() {
+                    line.push_str(&format!(" [{id}]"));
+                }
+                println!("{line}");
+            }
+            Record::CallDenied {
+                call, action, resource, ..
+            } => println!("    ⛔ {call}: no `{action}` grant on {resource}"),
+            Record::Checkpoint { key, value, .. } => println!(
+                "    ⚑ checkpoint {key}{}",
+                if value.is_some() { "" } else { " removed" }
+            ),
+            Record::StepFinished {
+                step,
+                ok,
+                duration_ms,
+                reason,
+                ..
+            } => match ok {
+                true => println!("  ✔ {step} ({duration_ms}ms)"),
+                false => println!(
+                    "  ✘ {step} ({duration_ms}ms): {}",
+                    reason.as_deref().unwrap_or("failed")
+                ),
+            },
+            Record::StepSkipped { step, condition } => println!("  - {step} skipped: `{condition}`"),
+            Record::RunFinished { ok, at_ms } => {
+                println!("{}  {}", ms_time(*at_ms), if *ok { "succeeded" } else { "failed" })
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use super::record::{CallError, Record};
 use super::{now_ms, Journal};
 use crate::capabilities::{Call, CallHooks, CallOutcome};
 use crate::events::{Event, EventSink};
+use crate::wit::types::{Param, Value};
 use std::sync::Arc;
 
 /// Journals a run's calls and steps into one [`Journal`].
@@ -39,11 +40,17 @@ impl JournalHooks {
                     ok,
                     duration,
                     reason,
+                    outputs,
                 } => Some(Record::StepFinished {
                     step: step.clone(),
                     ok: *ok,
                     duration_ms: duration.as_millis() as u64,
                     reason: reason.clone(),
+                    outputs: outputs_json(outputs),
+                }),
+                Event::StepSkipped { step, condition } => Some(Record::StepSkipped {
+                    step: step.clone(),
+                    condition: condition.clone(),
                 }),
                 _ => None,
             };
@@ -57,7 +64,57 @@ impl JournalHooks {
     }
 }
 
+/// Step outputs as the journal keeps them.
+pub fn outputs_json(outputs: &[Param]) -> serde_json::Map<String, serde_json::Value> {
+    outputs
+        .iter()
+        .map(|p| {
+            let v = match &p.value {
+                Value::Text(t) => serde_json::Value::from(t.clone()),
+                Value::Integer(i) => serde_json::Value::from(*i),
+                Value::Flag(b) => serde_json::Value::from(*b),
+                Value::TextList(l) => serde_json::Value::from(l.clone()),
+            };
+            (p.name.clone(), v)
+        })
+        .collect()
+}
+
+/// The inverse of [`outputs_json`].
+pub fn outputs_from_json(map: &serde_json::Map<String, serde_json::Value>) -> Vec<Param> {
+    map.iter()
+        .filter_map(|(name, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => Value::Text(s.clone()),
+                serde_json::Value::Bool(b) => Value::Flag(*b),
+                serde_json::Value::Number(n) => Value::Integer(n.as_i64()?),
+                serde_json::Value::Array(items) => Value::TextList(
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<_>>()?,
+                ),
+                _ => return None,
+            };
+            Some(Param {
+                name: name.clone(),
+                value,
+            })
+        })
+        .collect()
+}
+
 impl CallHooks for JournalHooks {
+    fn checkpoint(&self, step: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+        self.journal
+            .append(Record::Checkpoint {
+                step: step.to_string(),
+                key: key.to_string(),
+                value: value.map(str::to_string),
+            })
+            .map_err(|e| e.to_string())
+    }
+
     fn after(&self, step: &str, call: &Call<'_>, outcome: &CallOutcome<'_>) -> Result<(), String> {
         self.journal
             .append(Record::Call {

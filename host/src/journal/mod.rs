@@ -6,8 +6,9 @@
 
 mod hooks;
 pub mod record;
+pub mod runs;
 
-pub use hooks::JournalHooks;
+pub use hooks::{outputs_from_json, outputs_json, JournalHooks};
 pub use record::{CallError, Record};
 
 use record::{Envelope, VERSION};

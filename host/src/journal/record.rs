@@ -16,6 +16,23 @@ pub enum Record {
         target: String,
         /// Milliseconds since the Unix epoch.
         at_ms: u64,
+        /// The pipeline file (absolute), to load again on resume.
+        #[serde(default)]
+        pipeline_path: String,
+        /// SHA-256 over the pipeline's files: a resume refuses a changed pipeline.
+        #[serde(default)]
+        pipeline_sha256: String,
+        /// The variables' values, as JSON.
+        #[serde(default)]
+        vars: serde_json::Map<String, serde_json::Value>,
+        /// `step id → plugin SHA-256`: a resume refuses a changed plugin.
+        #[serde(default)]
+        plugins: std::collections::BTreeMap<String, String>,
+    },
+    /// `kmsflow resume` took over the run.
+    Resumed {
+        at_ms: u64,
+        allow_changed: bool,
     },
     StepStarted {
         step: String,
@@ -58,6 +75,21 @@ pub enum Record {
         duration_ms: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The step's outputs (plugin-chosen text, integers, flags, lists).
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        outputs: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The step's `when` did not hold.
+    StepSkipped {
+        step: String,
+        condition: String,
+    },
+    /// A checkpoint `put` (`value`) or `remove` (`None`), durable before the plugin goes on.
+    Checkpoint {
+        step: String,
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
     },
     RunFinished {
         ok: bool,

@@ -1,20 +1,25 @@
 //! Pipelines: the TOML files that say which plugins run, with which parameters and grants.
 //!
-//! This is the minimal language of the runtime issue — `[pipeline]` and `[[steps]]` with `id`,
-//! `uses`, `sha256`, `with`, `grants`, `timeout` and `limits` — parsed strictly (unknown keys are
-//! errors) with every error located at a line and column. Variables, includes, retries and
-//! conditions (issue 6) grow here, in this module.
+//! `[pipeline]`, `[vars]`, `include`, and `[[steps]]` with `id`, `uses`, `sha256`, `with`
+//! (interpolating `${vars.x}` and `${steps.ID.outputs.y}`), `grants`, `timeout`, `limits`,
+//! `retry` and `when` — parsed strictly (unknown keys are errors), every error located at a file,
+//! line and column with a hint, before anything runs.
 
+mod load;
 mod params;
 mod parse;
+pub mod template;
 
-pub use params::resolve_params;
-pub use parse::parse;
+pub use params::{check_params, resolve_params, to_toml as params_to_toml};
+pub use template::{Condition, Ref};
 
 use crate::grants::Grants;
 use crate::limits::StepLimits;
+use crate::wit::types::{ErrorKind, ValueType};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A position in a pipeline file, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +62,49 @@ pub struct ParamEntry {
     pub location: Location,
 }
 
-/// One step, as written (parameters not yet checked against the plugin's schema).
+/// A declared variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarSpec {
+    pub name: String,
+    pub ty: ValueType,
+    pub default: Option<toml::Value>,
+    pub required: bool,
+    pub description: String,
+    pub location: Location,
+}
+
+/// Where variable values come from besides the defaults: `--vars FILE` (in order), then
+/// `--set NAME=VALUE`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VarInputs {
+    pub files: Vec<PathBuf>,
+    pub set: Vec<(String, String)>,
+    /// Typed values applied last (a resumed run's recorded values).
+    pub values: BTreeMap<String, toml::Value>,
+}
+
+/// When a failed step runs again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included (1: no retry).
+    pub attempts: u32,
+    /// Wait before the second attempt, doubled for each further one.
+    pub backoff: Duration,
+    /// The plugin error kinds that are retried; traps, timeouts and limits never are.
+    pub on: Vec<ErrorKind>,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            attempts: 1,
+            backoff: Duration::from_secs(1),
+            on: vec![ErrorKind::Throttled, ErrorKind::Unavailable],
+        }
+    }
+}
+
+/// One step with its variables bound (step-output references are resolved when it runs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepSpec {
     pub id: String,
@@ -66,34 +113,37 @@ pub struct StepSpec {
     pub with: Vec<ParamEntry>,
     pub grants: Grants,
     pub limits: StepLimits,
+    pub retry: RetrySpec,
+    /// Run only if this holds (evaluated with the outputs of earlier steps).
+    pub when: Option<(Condition, Location)>,
     pub location: Location,
 }
 
-/// A parsed pipeline.
+/// A loaded pipeline, bound to its variables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     pub name: String,
     pub description: String,
+    pub version: Option<String>,
+    pub vars: Vec<VarSpec>,
+    /// The variables' values this pipeline was bound with.
+    pub values: BTreeMap<String, toml::Value>,
     pub steps: Vec<StepSpec>,
-    /// SHA-256 of the pipeline text, recorded so a resumed run can tell it changed.
+    /// SHA-256 over every file's name and text (includes too), recorded so a resumed run can
+    /// tell the pipeline changed.
     pub sha256: String,
+    /// The files it was read from, includes first.
+    pub files: Vec<PathBuf>,
 }
 
 impl Pipeline {
-    /// Reads and parses a pipeline file.
-    pub fn from_file(path: impl Into<PathBuf>) -> Result<Pipeline, PipelineError> {
-        let path = path.into();
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| PipelineError {
-            location: Location {
-                file: name.clone(),
-                line: 0,
-                column: 0,
-            },
-            message: format!("cannot read the pipeline: {e}"),
-            hint: None,
-        })?;
-        let base = path.parent().map(PathBuf::from).unwrap_or_default();
-        parse(&text, &name, &base)
+    /// Reads a pipeline file (and its includes) with variables at their defaults.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Pipeline, PipelineError> {
+        Pipeline::load(path.as_ref(), &VarInputs::default())
+    }
+
+    /// Reads a pipeline file (and its includes) and binds its variables.
+    pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> {
+        load::load(path, inputs)
     }
 }

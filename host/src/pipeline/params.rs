@@ -1,9 +1,11 @@
 //! Checking a step's `with` table against the schema its plugin declares in `describe`, and
-//! turning it into WIT parameters (defaults applied).
+//! turning it into WIT parameters (defaults applied, step outputs substituted).
 
+use super::template::{self, Ref};
 use super::{PipelineError, StepSpec};
 use crate::plugin::type_name;
-use crate::wit::types::{Param, PluginInfo, Value, ValueType};
+use crate::wit::types::{Param, ParamSpec, PluginInfo, Value, ValueType};
+use std::collections::HashMap;
 
 fn convert(value: &toml::Value, ty: ValueType) -> Option<Value> {
     match (ty, value) {
@@ -19,8 +21,33 @@ fn convert(value: &toml::Value, ty: ValueType) -> Option<Value> {
     }
 }
 
-/// The WIT parameters for `step`, or the first mismatch with `info.params`, located.
-pub fn resolve_params(step: &StepSpec, info: &PluginInfo) -> Result<Vec<Param>, PipelineError> {
+/// A WIT value as TOML, for substitution into later steps.
+pub fn to_toml(value: &Value) -> toml::Value {
+    match value {
+        Value::Text(s) => toml::Value::String(s.clone()),
+        Value::Integer(i) => toml::Value::Integer(*i),
+        Value::Flag(b) => toml::Value::Boolean(*b),
+        Value::TextList(items) => toml::Value::Array(items.iter().cloned().map(toml::Value::String).collect()),
+    }
+}
+
+/// A stand-in of type `ty`, to type-check a parameter fed by a step output before it exists.
+fn placeholder(ty: ValueType) -> toml::Value {
+    match ty {
+        ValueType::Text => toml::Value::String("placeholder".into()),
+        ValueType::Integer => toml::Value::Integer(0),
+        ValueType::Flag => toml::Value::Boolean(false),
+        ValueType::TextList => toml::Value::Array(Vec::new()),
+    }
+}
+
+/// The WIT parameters for `step` with step outputs taken from `lookup`, or the first mismatch
+/// with `info.params`, located.
+pub fn resolve_params(
+    step: &StepSpec,
+    info: &PluginInfo,
+    lookup: &dyn Fn(&Ref) -> Option<toml::Value>,
+) -> Result<Vec<Param>, PipelineError> {
     let mut params = Vec::new();
     for entry in &step.with {
         let Some(spec) = info.params.iter().find(|p| p.name == entry.name) else {
@@ -35,7 +62,16 @@ pub fn resolve_params(step: &StepSpec, info: &PluginInfo) -> Result<Vec<Param>, 
                 }),
             });
         };
-        let value = convert(&entry.value, spec.type_).ok_or_else(|| PipelineError {
+        let located = |message: String| PipelineError {
+            location: entry.location.clone(),
+            message,
+            hint: None,
+        };
+        let substituted = template::finish(template::substitute(&entry.value, lookup).map_err(located)?);
+        if let Some(r) = template::refs(&substituted).ok().and_then(|r| r.into_iter().next()) {
+            return Err(located(format!("{r} has no value")));
+        }
+        let value = convert(&substituted, spec.type_).ok_or_else(|| PipelineError {
             location: entry.location.clone(),
             message: format!("parameter `{}` must be a {}", entry.name, type_name(spec.type_)),
             hint: Some(spec.description.clone()),
@@ -68,4 +104,40 @@ pub fn resolve_params(step: &StepSpec, info: &PluginInfo) -> Result<Vec<Param>, 
         }
     }
     Ok(params)
+}
+
+/// Checks `step` against its plugin's schema before anything runs: step-output references must
+/// name outputs the earlier step's plugin declares, of the parameter's type.
+pub fn check_params(
+    step: &StepSpec,
+    info: &PluginInfo,
+    earlier: &HashMap<String, Vec<ParamSpec>>,
+) -> Result<(), PipelineError> {
+    for entry in &step.with {
+        for r in template::refs(&entry.value).unwrap_or_default() {
+            if let Ref::Output { step: s, output } = &r {
+                let declared = earlier.get(s).map(Vec::as_slice).unwrap_or_default();
+                if !declared.iter().any(|o| o.name == *output) {
+                    let names: Vec<&str> = declared.iter().map(|o| o.name.as_str()).collect();
+                    return Err(PipelineError {
+                        location: entry.location.clone(),
+                        message: format!("{r}: step `{s}` has no output `{output}`"),
+                        hint: Some(if names.is_empty() {
+                            format!("step `{s}`'s plugin declares no outputs")
+                        } else {
+                            format!("its outputs are: {}", names.join(", "))
+                        }),
+                    });
+                }
+            }
+        }
+    }
+    let lookup = |r: &Ref| match r {
+        Ref::Output { step, output } => earlier
+            .get(step)
+            .and_then(|outs| outs.iter().find(|o| o.name == *output))
+            .map(|o| placeholder(o.type_)),
+        Ref::Var(_) => None,
+    };
+    resolve_params(step, info, &lookup).map(drop)
 }

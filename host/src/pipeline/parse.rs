@@ -1,20 +1,26 @@
-//! TOML text → [`Pipeline`], strictly: unknown keys, bad grants, bad durations and sizes, and
-//! duplicate step ids are errors with a location.
+//! One pipeline file's TOML → its parts, strictly: unknown keys, bad grants, bad durations and
+//! sizes, bad variable declarations, bad references and conditions are errors with a location.
+//! Includes, variable binding and cross-file checks are in [`super::load`].
 
-use super::{Location, ParamEntry, Pipeline, PipelineError, PluginRef, StepSpec};
-use crate::grants::{Grant, Grants};
+use super::template::{self, Condition};
+use super::{Location, ParamEntry, PipelineError, PluginRef, RetrySpec, VarSpec};
 use crate::limits::StepLimits;
-use crate::plugin::sha256_hex;
+use crate::wit::types::{ErrorKind, ValueType};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPipeline {
+struct RawFile {
     pipeline: Option<RawHeader>,
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
+    vars: BTreeMap<Spanned<String>, Spanned<RawVar>>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
 }
@@ -26,8 +32,19 @@ struct RawHeader {
     #[serde(default)]
     description: String,
     #[serde(default)]
-    #[allow(dead_code)]
     version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVar {
+    #[serde(rename = "type")]
+    ty: Spanned<String>,
+    default: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +59,8 @@ struct RawStep {
     grants: Vec<RawGrant>,
     timeout: Option<Spanned<String>>,
     limits: Option<RawLimits>,
+    retry: Option<Spanned<RawRetry>>,
+    when: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -60,14 +79,23 @@ struct RawLimits {
     table_elements: Option<usize>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Spanned<u32>,
+    backoff: Option<Spanned<String>>,
+    #[serde(default)]
+    on: Option<Spanned<Vec<String>>>,
+}
+
 /// Turns byte offsets into line/column locations in one file.
-struct Locator<'a> {
-    text: &'a str,
-    file: &'a str,
+pub(super) struct Locator<'a> {
+    pub text: &'a str,
+    pub file: &'a str,
 }
 
 impl Locator<'_> {
-    fn at(&self, offset: usize) -> Location {
+    pub fn at(&self, offset: usize) -> Location {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -78,7 +106,7 @@ impl Locator<'_> {
         }
     }
 
-    fn error(&self, span: Range<usize>, message: impl Into<String>, hint: Option<&str>) -> PipelineError {
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>, hint: Option<&str>) -> PipelineError {
         PipelineError {
             location: self.at(span.start),
             message: message.into(),
@@ -87,36 +115,133 @@ impl Locator<'_> {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+pub(super) fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// Parses pipeline `text` read from `file`; relative plugin paths resolve against `base`.
-pub fn parse(text: &str, file: &str, base: &Path) -> Result<Pipeline, PipelineError> {
-    let loc = Locator { text, file };
-    let raw: RawPipeline = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        loc.error(span, e.message().to_string(), None)
-    })?;
-    let header = raw.pipeline.ok_or_else(|| {
-        loc.error(
-            0..0,
-            "missing [pipeline] table",
-            Some("start the file with [pipeline] and name = \"...\""),
-        )
-    })?;
-    if raw.steps.is_empty() {
-        return Err(loc.error(
-            0..0,
-            "the pipeline has no [[steps]]",
-            Some("add a [[steps]] table with id and uses"),
-        ));
-    }
+/// A grant as written: its scope may still contain `${vars.…}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantSpec {
+    pub scope: String,
+    pub actions: Vec<String>,
+    pub scope_location: Location,
+    pub actions_location: Location,
+}
 
-    let mut seen = BTreeSet::new();
+/// A step as written in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawStepSpec {
+    pub id: String,
+    pub id_location: Location,
+    pub uses: PluginRef,
+    pub uses_location: Location,
+    pub with: Vec<ParamEntry>,
+    pub grants: Vec<GrantSpec>,
+    pub limits: StepLimits,
+    pub retry: RetrySpec,
+    pub when: Option<(Condition, Location)>,
+    pub location: Location,
+}
+
+/// What one file declares.
+#[derive(Debug, Clone)]
+pub struct FileParts {
+    pub header: Option<(String, String, Option<String>)>,
+    pub includes: Vec<(PathBuf, Location)>,
+    pub vars: Vec<VarSpec>,
+    pub steps: Vec<RawStepSpec>,
+}
+
+fn value_type(name: &str) -> Option<ValueType> {
+    Some(match name {
+        "text" => ValueType::Text,
+        "integer" => ValueType::Integer,
+        "flag" => ValueType::Flag,
+        "text-list" => ValueType::TextList,
+        _ => return None,
+    })
+}
+
+/// Whether `value` is of type `ty`.
+pub(super) fn has_type(value: &toml::Value, ty: ValueType) -> bool {
+    match (ty, value) {
+        (ValueType::Text, toml::Value::String(_)) => true,
+        (ValueType::Integer, toml::Value::Integer(_)) => true,
+        (ValueType::Flag, toml::Value::Boolean(_)) => true,
+        (ValueType::TextList, toml::Value::Array(items)) => items.iter().all(|v| v.is_str()),
+        _ => false,
+    }
+}
+
+fn error_kind(name: &str) -> Option<ErrorKind> {
+    Some(match name {
+        "denied" => ErrorKind::Denied,
+        "not-found" => ErrorKind::NotFound,
+        "conflict" => ErrorKind::Conflict,
+        "invalid" => ErrorKind::Invalid,
+        "precondition" => ErrorKind::Precondition,
+        "throttled" => ErrorKind::Throttled,
+        "unavailable" => ErrorKind::Unavailable,
+        "internal" => ErrorKind::Internal,
+        _ => return None,
+    })
+}
+
+/// Parses one file's `text`; relative plugin and include paths resolve against `base`.
+pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, PipelineError> {
+    let loc = Locator { text, file };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let hint = e
+            .message()
+            .contains("unknown field")
+            .then_some("check the spelling; the README's \"Pipelines\" section lists every key");
+        loc.error(span, e.message().trim().to_string(), hint)
+    })?;
+    let includes = raw
+        .include
+        .iter()
+        .map(|i| (base.join(i.get_ref()), loc.at(i.span().start)))
+        .collect();
+    let mut vars = Vec::new();
+    for (name, spec) in &raw.vars {
+        let n = name.get_ref();
+        if !is_identifier(n) {
+            return Err(loc.error(
+                name.span(),
+                format!("variable name `{n}` is not valid"),
+                Some("use lowercase letters, digits, `-` and `_`"),
+            ));
+        }
+        let v = spec.get_ref();
+        let ty = value_type(v.ty.get_ref()).ok_or_else(|| {
+            loc.error(
+                v.ty.span(),
+                format!("unknown variable type `{}`", v.ty.get_ref()),
+                Some("use text, integer, flag or text-list"),
+            )
+        })?;
+        if let Some(d) = &v.default {
+            if !has_type(d.get_ref(), ty) {
+                return Err(loc.error(
+                    d.span(),
+                    format!("the default of `{n}` is not a {}", v.ty.get_ref()),
+                    None,
+                ));
+            }
+        }
+        vars.push(VarSpec {
+            name: n.clone(),
+            ty,
+            default: v.default.as_ref().map(|d| d.get_ref().clone()),
+            required: v.required,
+            description: v.description.clone(),
+            location: loc.at(name.span().start),
+        });
+    }
     let mut steps = Vec::new();
     for spanned in raw.steps {
         let step_span = spanned.span();
@@ -129,49 +254,51 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Pipeline, PipelineEr
                 Some("use lowercase letters, digits, `-` and `_`"),
             ));
         }
-        if !seen.insert(id.clone()) {
-            return Err(loc.error(
-                step.id.span(),
-                format!("step id `{id}` is used twice"),
-                Some("step ids must be unique"),
-            ));
-        }
         let uses = plugin_ref(&loc, &step, base)?;
         let mut with = Vec::new();
         for (name, value) in &step.with {
+            template::refs(value.get_ref()).map_err(|e| loc.error(value.span(), e, None))?;
             with.push(ParamEntry {
                 name: name.get_ref().clone(),
                 value: value.get_ref().clone(),
                 location: loc.at(name.span().start),
             });
         }
-        let mut grants = Vec::new();
-        for g in &step.grants {
-            let grant = Grant::new(g.scope.get_ref(), g.actions.get_ref()).map_err(|e| {
-                let span = match e {
-                    crate::grants::GrantError::BadResourceId(_) => g.scope.span(),
-                    _ => g.actions.span(),
-                };
-                loc.error(span, format!("invalid grant: {e}"), None)
-            })?;
-            grants.push(grant);
-        }
-        let limits = limits(&loc, &step)?;
-        steps.push(StepSpec {
+        let grants = step
+            .grants
+            .iter()
+            .map(|g| GrantSpec {
+                scope: g.scope.get_ref().clone(),
+                actions: g.actions.get_ref().clone(),
+                scope_location: loc.at(g.scope.span().start),
+                actions_location: loc.at(g.actions.span().start),
+            })
+            .collect();
+        let when = match &step.when {
+            Some(w) => Some((
+                Condition::parse(w.get_ref()).map_err(|e| loc.error(w.span(), format!("invalid `when`: {e}"), None))?,
+                loc.at(w.span().start),
+            )),
+            None => None,
+        };
+        steps.push(RawStepSpec {
             id: id.clone(),
+            id_location: loc.at(step.id.span().start),
             uses_location: loc.at(step.uses.span().start),
             uses,
             with,
-            grants: Grants::new(grants),
-            limits,
+            grants,
+            limits: limits(&loc, &step)?,
+            retry: retry(&loc, &step)?,
+            when,
             location: loc.at(step_span.start),
         });
     }
-    Ok(Pipeline {
-        name: header.name,
-        description: header.description,
+    Ok(FileParts {
+        header: raw.pipeline.map(|h| (h.name, h.description, h.version)),
+        includes,
+        vars,
         steps,
-        sha256: sha256_hex(text.as_bytes()),
     })
 }
 
@@ -239,47 +366,40 @@ fn limits(loc: &Locator<'_>, step: &RawStep) -> Result<StepLimits, PipelineError
     Ok(limits)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(text: &str) -> String {
-        parse(text, "p.toml", Path::new("")).unwrap_err().to_string()
+fn retry(loc: &Locator<'_>, step: &RawStep) -> Result<RetrySpec, PipelineError> {
+    let Some(r) = &step.retry else {
+        return Ok(RetrySpec::default());
+    };
+    let raw = r.get_ref();
+    let attempts = *raw.attempts.get_ref();
+    if !(1..=20).contains(&attempts) {
+        return Err(loc.error(raw.attempts.span(), "retry.attempts must be 1 to 20", None));
     }
-
-    #[test]
-    fn parses_a_minimal_step() {
-        let p = parse(
-            "[pipeline]\nname = \"x\"\n[[steps]]\nid = \"a\"\nuses = \"validate-key-id\"\ntimeout = \"2s\"\nlimits = { memory = \"64MiB\" }\n[steps.with]\nkey_id = \"k\"\n",
-            "p.toml",
-            Path::new(""),
-        )
-        .unwrap();
-        assert_eq!(p.steps[0].uses, PluginRef::Builtin("validate-key-id".into()));
-        assert_eq!(p.steps[0].limits.timeout, std::time::Duration::from_secs(2));
-        assert_eq!(p.steps[0].limits.memory_bytes, 64 << 20);
-        assert_eq!(p.steps[0].with[0].location.line, 9);
-    }
-
-    #[test]
-    fn errors_point_at_the_line() {
-        assert!(
-            err("[pipeline]\nname = \"x\"\n[[steps]]\nid = \"a\"\nuses = \"p\"\ncolour = 1\n")
-                .starts_with("p.toml:6:1: unknown field `colour`")
-        );
-        assert!(
-            err("[pipeline]\nname = \"x\"\n[[steps]]\nid = \"a\"\nuses = \"p\"\ntimeout = \"soon\"\n")
-                .starts_with("p.toml:6:11: invalid timeout")
-        );
-        assert!(
-            err("[pipeline]\nname = \"x\"\n[[steps]]\nid = \"a\"\nuses = \"./x.wasm\"\n").contains("hint: add sha256")
-        );
-        assert!(err("[pipeline]\nname = \"x\"\n[[steps]]\nid = \"a\"\nuses = \"p\"\n[[steps.grants]]\nscope = \"/subscriptions/s/../t\"\nactions = [\"read\"]\n").starts_with("p.toml:7:9: invalid grant"));
-        assert!(err("[pipeline]\nname = \"x\"\n[[steps]]\nid = \"a\"\nuses = \"p\"\n[[steps.grants]]\nscope = \"/subscriptions/s\"\nactions = [\"delete\"]\n").contains("unknown action `delete`"));
-        assert!(err(
-            "[pipeline]\nname = \"x\"\n[[steps]]\nid = \"a\"\nuses = \"p\"\n[[steps]]\nid = \"a\"\nuses = \"p\"\n"
-        )
-        .starts_with("p.toml:7:6: step id `a` is used twice"));
-        assert!(err("[pipeline\n").starts_with("p.toml:1:"));
-    }
+    let backoff = match &raw.backoff {
+        Some(b) => humantime::parse_duration(b.get_ref()).map_err(|e| {
+            loc.error(
+                b.span(),
+                format!("invalid backoff `{}`: {e}", b.get_ref()),
+                Some("write e.g. \"5s\""),
+            )
+        })?,
+        None => Duration::from_secs(1),
+    };
+    let on = match &raw.on {
+        Some(kinds) => kinds
+            .get_ref()
+            .iter()
+            .map(|k| {
+                error_kind(k).ok_or_else(|| {
+                    loc.error(
+                        kinds.span(),
+                        format!("unknown error kind `{k}` in retry.on"),
+                        Some("use throttled, unavailable, conflict, precondition, not-found, denied, invalid or internal"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![ErrorKind::Throttled, ErrorKind::Unavailable],
+    };
+    Ok(RetrySpec { attempts, backoff, on })
 }

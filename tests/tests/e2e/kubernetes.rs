@@ -365,6 +365,7 @@ async fn two_hundred_capability_calls_survive_throttling_5xx_and_dropped_connect
         run_id: "r1".into(),
         events: hooks.events(kmsflow::events::discard()),
         hooks: Arc::new(hooks),
+        resume: None,
     };
     let cluster = c.cluster_id("faulty");
     let grants = Grants::new(vec![Grant::new(&c.rg_id("rg1"), &["read", "kms"]).unwrap()]);

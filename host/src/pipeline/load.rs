@@ -1,0 +1,410 @@
+//! A pipeline file and its includes → a [`Pipeline`] bound to its variables: include cycles,
+//! duplicate step ids, undefined variables, references to later steps, and variable values of the
+//! wrong type are all reported with a location before anything runs.
+
+use super::parse::{has_type, parse_file, FileParts, RawStepSpec};
+use super::template::{self, Condition, Ref};
+use super::{Location, ParamEntry, Pipeline, PipelineError, StepSpec, VarInputs, VarSpec};
+use crate::grants::{Grant, Grants};
+use crate::plugin::sha256_hex;
+use crate::wit::types::ValueType;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn nowhere(file: &str) -> Location {
+    Location {
+        file: file.to_string(),
+        line: 0,
+        column: 0,
+    }
+}
+
+fn err(location: Location, message: impl Into<String>, hint: Option<String>) -> PipelineError {
+    PipelineError {
+        location,
+        message: message.into(),
+        hint,
+    }
+}
+
+/// One loaded file.
+struct Loaded {
+    name: String,
+    text: String,
+    parts: FileParts,
+}
+
+/// Loads `path` and, depth-first before it, every file it includes.
+fn load_tree(
+    path: &Path,
+    name: &str,
+    included_from: Option<&Location>,
+    stack: &mut Vec<PathBuf>,
+    out: &mut Vec<Loaded>,
+) -> Result<(), PipelineError> {
+    let at = || included_from.cloned().unwrap_or_else(|| nowhere(name));
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(
+            at(),
+            format!("cannot read {}: {e}", path.display()),
+            included_from.map(|_| "include paths are relative to the including file".to_string()),
+        )
+    })?;
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if let Some(first) = stack.iter().position(|p| *p == canonical) {
+        let chain: Vec<String> = stack[first..]
+            .iter()
+            .chain(std::iter::once(&canonical))
+            .map(|p| {
+                p.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        return Err(err(
+            at(),
+            format!("include cycle: {}", chain.join(" → ")),
+            Some("a file cannot include itself, directly or through others".into()),
+        ));
+    }
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let parts = parse_file(&text, name, &base)?;
+    if included_from.is_some() && parts.header.is_some() {
+        return Err(err(
+            Location {
+                file: name.to_string(),
+                line: 1,
+                column: 1,
+            },
+            "an included file cannot have a [pipeline] table",
+            Some("keep [pipeline] in the file you run; fragments hold [vars] and [[steps]]".into()),
+        ));
+    }
+    stack.push(canonical);
+    for (inc, location) in &parts.includes {
+        let inc_name = inc.display().to_string();
+        load_tree(inc, &inc_name, Some(location), stack, out)?;
+    }
+    stack.pop();
+    out.push(Loaded {
+        name: name.to_string(),
+        text,
+        parts,
+    });
+    Ok(())
+}
+
+/// A `--set` or `--vars` value, converted to the variable's type.
+fn convert_text(text: &str, ty: ValueType) -> Option<toml::Value> {
+    Some(match ty {
+        ValueType::Text => toml::Value::String(text.to_string()),
+        ValueType::Integer => toml::Value::Integer(text.trim().parse().ok()?),
+        ValueType::Flag => toml::Value::Boolean(text.trim().parse().ok()?),
+        ValueType::TextList => toml::Value::Array(
+            text.split(',')
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+    })
+}
+
+fn type_word(ty: ValueType) -> &'static str {
+    match ty {
+        ValueType::Text => "text",
+        ValueType::Integer => "integer",
+        ValueType::Flag => "flag",
+        ValueType::TextList => "text-list",
+    }
+}
+
+/// The variables' values: defaults, then `--vars` files, then `--set`.
+fn bind_vars(
+    vars: &BTreeMap<String, VarSpec>,
+    inputs: &VarInputs,
+) -> Result<BTreeMap<String, toml::Value>, PipelineError> {
+    let known = || {
+        let names: Vec<&str> = vars.keys().map(String::as_str).collect();
+        Some(if names.is_empty() {
+            "the pipeline declares no [vars]".to_string()
+        } else {
+            format!("its variables are: {}", names.join(", "))
+        })
+    };
+    let mut values: BTreeMap<String, toml::Value> = vars
+        .iter()
+        .filter_map(|(n, v)| v.default.clone().map(|d| (n.clone(), d)))
+        .collect();
+    for file in &inputs.files {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| err(nowhere(&name), format!("cannot read the variables file: {e}"), None))?;
+        let table: BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>> =
+            toml::from_str(&text).map_err(|e| {
+                let loc = super::parse::Locator {
+                    text: &text,
+                    file: &name,
+                };
+                loc.error(e.span().unwrap_or(0..0), e.message().trim().to_string(), None)
+            })?;
+        let loc = super::parse::Locator {
+            text: &text,
+            file: &name,
+        };
+        for (k, v) in table {
+            let spec = vars.get(k.get_ref()).ok_or_else(|| {
+                loc.error(
+                    k.span(),
+                    format!("unknown variable `{}`", k.get_ref()),
+                    known().as_deref(),
+                )
+            })?;
+            if !has_type(v.get_ref(), spec.ty) {
+                return Err(loc.error(
+                    v.span(),
+                    format!("variable `{}` must be {}", k.get_ref(), type_word(spec.ty)),
+                    Some(&spec.description),
+                ));
+            }
+            values.insert(k.into_inner(), v.into_inner());
+        }
+    }
+    for (k, text) in &inputs.set {
+        let at = nowhere(&format!("--set {k}"));
+        let spec = vars
+            .get(k)
+            .ok_or_else(|| err(at.clone(), format!("unknown variable `{k}`"), known()))?;
+        let value = convert_text(text, spec.ty).ok_or_else(|| {
+            err(
+                at.clone(),
+                format!("variable `{k}` must be {}, not `{text}`", type_word(spec.ty)),
+                Some(spec.description.clone()),
+            )
+        })?;
+        values.insert(k.clone(), value);
+    }
+    for (k, v) in &inputs.values {
+        let at = nowhere(&format!("recorded variable {k}"));
+        let spec = vars
+            .get(k)
+            .ok_or_else(|| err(at.clone(), format!("unknown variable `{k}`"), known()))?;
+        if !has_type(v, spec.ty) {
+            return Err(err(at, format!("variable `{k}` must be {}", type_word(spec.ty)), None));
+        }
+        values.insert(k.clone(), v.clone());
+    }
+    for (name, spec) in vars {
+        if spec.required && !values.contains_key(name) {
+            return Err(err(
+                spec.location.clone(),
+                format!("variable `{name}` is required and has no value"),
+                Some(format!(
+                    "pass --set {name}=… or put it in a --vars file: {}",
+                    spec.description
+                )),
+            ));
+        }
+    }
+    Ok(values)
+}
+
+/// Checks that every reference of step `index` names a declared variable or an earlier step.
+fn check_refs(
+    refs: &[Ref],
+    at: &Location,
+    vars: &BTreeMap<String, VarSpec>,
+    steps: &[RawStepSpec],
+    index: usize,
+    outputs_allowed: bool,
+) -> Result<(), PipelineError> {
+    for r in refs {
+        match r {
+            Ref::Var(v) if !vars.contains_key(v) => {
+                let names: Vec<&str> = vars.keys().map(String::as_str).collect();
+                return Err(err(
+                    at.clone(),
+                    format!("undefined variable `{v}`"),
+                    Some(if names.is_empty() {
+                        "declare it in a [vars] table".to_string()
+                    } else {
+                        format!("declare it in [vars]; declared: {}", names.join(", "))
+                    }),
+                ));
+            }
+            Ref::Output { .. } if !outputs_allowed => {
+                return Err(err(
+                    at.clone(),
+                    format!("{r}: grants are fixed before the run starts and cannot use step outputs"),
+                    Some("use a ${vars.…} variable".into()),
+                ));
+            }
+            Ref::Output { step, .. } => match steps.iter().position(|s| s.id == *step) {
+                Some(i) if i < index => {}
+                Some(_) => {
+                    return Err(err(
+                        at.clone(),
+                        format!("{r} refers to step `{step}`, which runs later"),
+                        Some("a step can use the outputs of the steps before it".into()),
+                    ))
+                }
+                None => {
+                    return Err(err(
+                        at.clone(),
+                        format!("{r} refers to step `{step}`, which does not exist"),
+                        None,
+                    ))
+                }
+            },
+            Ref::Var(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Loads the pipeline at `path` with its includes and binds its variables.
+pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> {
+    let name = path.display().to_string();
+    let mut files = Vec::new();
+    load_tree(path, &name, None, &mut Vec::new(), &mut files)?;
+    let main = files
+        .last()
+        .ok_or_else(|| err(nowhere(&name), "nothing to load", None))?;
+    let (pname, description, version) = main.parts.header.clone().ok_or_else(|| {
+        err(
+            Location {
+                file: name.clone(),
+                line: 1,
+                column: 1,
+            },
+            "missing [pipeline] table",
+            Some("start the file with [pipeline] and name = \"...\"".into()),
+        )
+    })?;
+    let mut vars: BTreeMap<String, VarSpec> = BTreeMap::new();
+    let mut raw_steps: Vec<RawStepSpec> = Vec::new();
+    let mut hasher_input = String::new();
+    for f in &files {
+        for v in &f.parts.vars {
+            vars.insert(v.name.clone(), v.clone());
+        }
+        for s in &f.parts.steps {
+            if let Some(first) = raw_steps.iter().find(|o| o.id == s.id) {
+                return Err(err(
+                    s.id_location.clone(),
+                    format!("step id `{}` is used twice", s.id),
+                    Some(format!(
+                        "step ids must be unique; the first is at {}",
+                        first.id_location
+                    )),
+                ));
+            }
+            raw_steps.push(s.clone());
+        }
+        hasher_input.push_str(&f.name);
+        hasher_input.push('\n');
+        hasher_input.push_str(&f.text);
+    }
+    if raw_steps.is_empty() {
+        return Err(err(
+            Location {
+                file: name.clone(),
+                line: 1,
+                column: 1,
+            },
+            "the pipeline has no [[steps]]",
+            Some("add a [[steps]] table with id and uses".into()),
+        ));
+    }
+    for (i, s) in raw_steps.iter().enumerate() {
+        for p in &s.with {
+            let refs = template::refs(&p.value).map_err(|e| err(p.location.clone(), e, None))?;
+            check_refs(&refs, &p.location, &vars, &raw_steps, i, true)?;
+        }
+        if let Some((c, at)) = &s.when {
+            let refs = c.refs().map_err(|e| err(at.clone(), e, None))?;
+            check_refs(&refs, at, &vars, &raw_steps, i, true)?;
+        }
+        for g in &s.grants {
+            let refs = template::refs(&toml::Value::String(g.scope.clone()))
+                .map_err(|e| err(g.scope_location.clone(), e, None))?;
+            check_refs(&refs, &g.scope_location, &vars, &raw_steps, i, false)?;
+        }
+    }
+    let values = bind_vars(&vars, inputs)?;
+    let lookup = |r: &Ref| match r {
+        Ref::Var(v) => values.get(v).cloned(),
+        Ref::Output { .. } => None,
+    };
+    let mut steps = Vec::new();
+    for s in raw_steps {
+        let mut with = Vec::new();
+        for p in s.with {
+            let value = template::substitute(&p.value, &lookup).map_err(|e| err(p.location.clone(), e, None))?;
+            with.push(ParamEntry {
+                name: p.name,
+                value,
+                location: p.location,
+            });
+        }
+        let mut grants = Vec::new();
+        for g in &s.grants {
+            let scope = template::finish(
+                template::substitute(&toml::Value::String(g.scope.clone()), &lookup)
+                    .map_err(|e| err(g.scope_location.clone(), e, None))?,
+            );
+            let scope = scope.as_str().unwrap_or_default().to_string();
+            let grant = Grant::new(&scope, &g.actions).map_err(|e| {
+                let at = match e {
+                    crate::grants::GrantError::BadResourceId(_) => g.scope_location.clone(),
+                    _ => g.actions_location.clone(),
+                };
+                err(at, format!("invalid grant: {e}"), None)
+            })?;
+            grants.push(grant);
+        }
+        let when = match s.when {
+            Some((c, at)) => {
+                let sub = |side: &str| -> Result<String, PipelineError> {
+                    template::substitute(&toml::Value::String(side.to_string()), &lookup)
+                        .map(|v| match v {
+                            toml::Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                        .map_err(|e| err(at.clone(), e, None))
+                };
+                let bound = Condition {
+                    left: sub(&c.left)?,
+                    op: match &c.op {
+                        Some((eq, r)) => Some((*eq, sub(r)?)),
+                        None => None,
+                    },
+                    source: c.source.clone(),
+                };
+                Some((bound, at))
+            }
+            None => None,
+        };
+        steps.push(StepSpec {
+            id: s.id,
+            uses: s.uses,
+            uses_location: s.uses_location,
+            with,
+            grants: Grants::new(grants),
+            limits: s.limits,
+            retry: s.retry,
+            when,
+            location: s.location,
+        });
+    }
+    Ok(Pipeline {
+        name: pname,
+        description,
+        version,
+        vars: vars.into_values().collect(),
+        values,
+        steps,
+        sha256: sha256_hex(hasher_input.as_bytes()),
+        files: files.iter().map(|f| PathBuf::from(&f.name)).collect(),
+    })
+}

@@ -1,4 +1,5 @@
-//! `cargo bench -p kmsflow`: prints the runtime's cost figures (see `kmsflow bench runtime`).
+//! `cargo bench -p kmsflow`: prints the runtime's and the journal's cost figures (see
+//! `kmsflow bench runtime` and `kmsflow bench journal`).
 
 fn main() {
     let rt = match tokio::runtime::Runtime::new() {
@@ -11,5 +12,9 @@ fn main() {
     match rt.block_on(kmsflow::bench::runtime(500)) {
         Ok(figures) => print!("{figures}"),
         Err(e) => eprintln!("benchmark failed: {e}"),
+    }
+    match rt.block_on(kmsflow::bench::journal(1000, 20)) {
+        Ok(figures) => print!("{figures}"),
+        Err(e) => eprintln!("journal benchmark failed: {e}"),
     }
 }

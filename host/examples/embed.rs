@@ -1,6 +1,6 @@
 //! Embedding kmsflow: run a pipeline from your own program and watch its events.
 //!
-//! `cargo run -p kmsflow --example embed` runs `workflows/quickstart.toml`.
+//! `cargo run -p kmsflow --example embed` runs `workflows/check-key.toml`.
 
 use kmsflow::{Event, Pipeline, RunOptions, Runtime, Target};
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::new()?;
-    let pipeline = Pipeline::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows/quickstart.toml"))?;
+    let pipeline = Pipeline::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows/check-key.toml"))?;
     let options = RunOptions {
         events: Arc::new(|event: &Event| match event {
             Event::StepStarted { step, plugin, .. } => println!("step {step}: {plugin}"),

@@ -167,3 +167,124 @@ pub async fn runtime(iterations: u32) -> Result<RuntimeFigures, Error> {
         iterations,
     })
 }
+
+/// The figures `kmsflow bench journal` prints.
+#[derive(Debug, Clone)]
+pub struct JournalFigures {
+    pub appends: u32,
+    /// Appends per second, each synced to disk before the next.
+    pub appends_per_sec: f64,
+    /// One synced append (median).
+    pub append: Duration,
+    /// From the start of a run (runtime, pipeline load, plugin from the warm cache, validation)
+    /// to the plugin's first output line (median of `runs`).
+    pub start_to_first_instruction: Duration,
+    pub runs: u32,
+}
+
+impl JournalFigures {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "appends": self.appends,
+            "appends_per_sec": self.appends_per_sec,
+            "append_us": self.append.as_secs_f64() * 1e6,
+            "start_to_first_instruction_ms": self.start_to_first_instruction.as_secs_f64() * 1e3,
+            "runs": self.runs,
+        })
+    }
+}
+
+impl fmt::Display for JournalFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "journal append + fsync        {:>10.1} µs   {:.0} records/s over {} appends",
+            self.append.as_secs_f64() * 1e6,
+            self.appends_per_sec,
+            self.appends
+        )?;
+        writeln!(
+            f,
+            "run start → first plugin line {:>10.2} ms   median of {} runs (warm cache)",
+            self.start_to_first_instruction.as_secs_f64() * 1e3,
+            self.runs
+        )
+    }
+}
+
+/// Measures journal appends (in the system temp directory: the disk the runs directory usually
+/// shares) and the start-up of a one-step pipeline of the `test-stdout` plugin.
+pub async fn journal(appends: u32, runs: u32) -> Result<JournalFigures, Error> {
+    use crate::journal::{Journal, Record};
+    let dir = std::env::temp_dir().join(format!("kmsflow-bench-journal-{}", std::process::id()));
+    let path = dir.join("journal.ndjson");
+    let journal = Journal::open(&path)?;
+    let mut samples = Vec::with_capacity(appends as usize);
+    let started = Instant::now();
+    for i in 0..appends.max(1) {
+        let t = Instant::now();
+        journal.append(Record::Checkpoint {
+            step: "bench".into(),
+            key: "continue".into(),
+            value: Some(format!("token-{i}")),
+        })?;
+        samples.push(t.elapsed());
+    }
+    let total = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let plugin =
+        crate::builtin::test_plugin("test-stdout").ok_or_else(|| Error::UnknownPlugin("test-stdout".into()))?;
+    let wasm = std::fs::read(plugin).map_err(|source| Error::ReadPlugin {
+        path: plugin.into(),
+        source,
+    })?;
+    let pipeline_dir = std::env::temp_dir().join(format!("kmsflow-bench-start-{}", std::process::id()));
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| Error::Io { what, source }
+    };
+    std::fs::create_dir_all(&pipeline_dir).map_err(io("bench directory"))?;
+    let pipeline_path = pipeline_dir.join("start.toml");
+    std::fs::write(
+        &pipeline_path,
+        format!(
+            "[pipeline]\nname = \"start\"\n[[steps]]\nid = \"s\"\nuses = \"{}\"\nsha256 = \"{}\"\n",
+            plugin,
+            crate::sha256_hex(&wasm)
+        ),
+    )
+    .map_err(io("bench pipeline"))?;
+    let cache_dir = pipeline_dir.join("cache");
+    let mut starts = Vec::new();
+    for i in 0..=runs.max(1) {
+        let t0 = Instant::now();
+        let first: Arc<std::sync::Mutex<Option<Duration>>> = Arc::default();
+        let seen = Arc::clone(&first);
+        let runtime = Runtime::builder().cache_dir(&cache_dir).build()?;
+        let pipeline = crate::pipeline::Pipeline::from_file(&pipeline_path)?;
+        let options = RunOptions {
+            events: Arc::new(move |e: &crate::events::Event| {
+                if let crate::events::Event::Log { .. } = e {
+                    let mut f = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    f.get_or_insert_with(|| t0.elapsed());
+                }
+            }),
+            ..RunOptions::default()
+        };
+        runtime.run(&pipeline, &Target::offline(), &options).await?;
+        let at = *first.lock().unwrap_or_else(|p| p.into_inner());
+        // The first run fills the component cache; it is not a warm start.
+        if let (Some(at), true) = (at, i > 0) {
+            starts.push(at);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&pipeline_dir);
+    Ok(JournalFigures {
+        appends,
+        appends_per_sec: f64::from(appends.max(1)) / total.as_secs_f64().max(1e-9),
+        append: median(samples),
+        start_to_first_instruction: median(starts),
+        runs,
+    })
+}

@@ -13,7 +13,7 @@
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = Runtime::new()?;
-//! let pipeline = Pipeline::from_file("workflows/quickstart.toml")?;
+//! let pipeline = Pipeline::from_file("workflows/check-key.toml")?;
 //! let options = RunOptions {
 //!     events: Arc::new(|event: &Event| println!("{event:?}")),
 //!     ..RunOptions::default()

@@ -166,9 +166,9 @@ fn malformed_pipelines_point_at_the_line_and_exit_2() {
 }
 
 #[test]
-fn the_quickstart_pipeline_runs_and_reports_outputs() {
+fn the_check_key_pipeline_runs_and_reports_outputs() {
     let cache = tempfile::tempdir().unwrap();
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/quickstart.toml");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
     let out = kmsflow(cache.path(), &["run", p.to_str().unwrap(), "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
@@ -221,4 +221,21 @@ fn run_reaches_the_local_cloud_by_default_and_nothing_with_target_offline() {
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(doc["steps"][0]["outputs"]["allowed"], "unavailable:NoBackend");
+}
+
+/// The README's main job: `kmsflow quickstart` ends with every secret current under KMS v2.
+#[test]
+fn quickstart_enables_migrates_rotates_and_switches_a_seeded_cluster() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = kmsflow(cache.path(), &["quickstart", "--secrets", "60"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("60 secrets, KMS v2 — current: 60, stale: 0, plain: 0 (e.g. kms-v2)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("aks-quickstart") && stdout.contains("Private"),
+        "the status table: {stdout}"
+    );
 }

@@ -486,3 +486,413 @@ fn targets_come_from_kmsflow_toml_with_their_credentials() {
     served.child.kill().unwrap();
     served.child.wait().unwrap();
 }
+
+/// Every file in `tests/pipelines/invalid/NN-*.toml` starts with `# expect: LINE:COL: TEXT`; the
+/// run must fail with exit 2 and print `FILE:LINE:COL: TEXT…`, without a single request to the
+/// (serving) local cloud.
+#[test]
+fn malformed_pipelines_are_refused_with_their_location_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let _served = serve(&state);
+    let requests = || {
+        let out = kmsflow(&[
+            "local",
+            "requests",
+            "--state",
+            state.to_str().unwrap(),
+            "--output",
+            "json",
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["value"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|r| !r["path"].as_str().unwrap_or("").starts_with("/_admin"))
+                    .count()
+            })
+            .unwrap()
+    };
+    let before = requests();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pipelines/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .chars()
+                .next()
+                .unwrap()
+                .is_ascii_digit()
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "at least 15 malformed pipelines: {}", files.len());
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+            .arg("run")
+            .arg(file)
+            .env("KMSFLOW_LOCAL_STATE", &state)
+            .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+            .env("KMSFLOW_RUNS_DIR", dir.path().join("runs"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        let wanted = format!("{}:{expect}", file.display());
+        assert!(
+            stderr.contains(&wanted),
+            "{}:\n  wanted: {wanted}\n  got: {stderr}",
+            file.display()
+        );
+    }
+    assert_eq!(requests(), before, "no malformed pipeline reached the cloud");
+    assert!(!dir.path().join("runs").exists(), "no run was started");
+}
+
+/// `kmsflow ARGS…` with the state, cache and runs directories of one test.
+fn kmsflow_in(dir: &Path, state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(args)
+        .env("KMSFLOW_LOCAL_STATE", state)
+        .env("KMSFLOW_CACHE_DIR", dir.join("cache"))
+        .env("KMSFLOW_RUNS_DIR", dir.join("runs"))
+        .output()
+        .unwrap()
+}
+
+fn journal_lines(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// The single run directory created since `before` (run ids sort by time).
+fn newest_run(runs: &Path) -> std::path::PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir(runs).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    dirs.pop().unwrap()
+}
+
+/// The end state the enable + rewrite pipeline promises for cluster `name`, checked from the
+/// local cloud: KMS on with the vault's one key version, one access policy for the cluster's
+/// identity, every secret current.
+fn assert_enabled(dir: &Path, state: &Path, name: &str, vault: &str, secrets: usize) {
+    let st = state.to_str().unwrap();
+    let keys = kmsflow_in(dir, state, &["local", "keys", "--state", st, vault, "--output", "json"]);
+    let keys: Value = serde_json::from_slice(&keys.stdout).unwrap();
+    let keys = keys["value"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{name}: exactly one key version: {keys:?}");
+    let kid = keys[0]["key"]["kid"].as_str().unwrap().to_string();
+    let out = kmsflow_in(dir, state, &["local", "resources", "--state", st, "--output", "json"]);
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = all["value"].as_array().unwrap();
+    let cluster = all
+        .iter()
+        .find(|r| r["type"] == "Microsoft.ContainerService/managedClusters" && r["name"] == name)
+        .unwrap();
+    let kms = &cluster["properties"]["securityProfile"]["azureKeyVaultKms"];
+    assert_eq!(kms["enabled"], true, "{name}: {kms}");
+    assert_eq!(kms["keyId"], kid.as_str(), "{name}");
+    let identity = cluster["identity"]["userAssignedIdentities"].as_object().unwrap();
+    let principal = identity.values().next().unwrap()["principalId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vault_doc = all
+        .iter()
+        .find(|r| r["type"] == "Microsoft.KeyVault/vaults" && r["name"] == vault)
+        .unwrap();
+    let policies = vault_doc["properties"]["accessPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["objectId"] == principal.as_str())
+        .count();
+    assert_eq!(policies, 1, "{name}: one access policy for the cluster identity");
+    let inspect = kmsflow_in(dir, state, &["local", "inspect", "--state", st, name]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert_eq!(
+        text.lines().last(),
+        Some(format!("current: {secrets}, stale: 0, plain: 0").as_str()),
+        "{name}: every secret under the new key"
+    );
+}
+
+/// design.md §6 and issue 6: SIGKILL the runner at many points of an enable + rewrite run, resume,
+/// and the end state is the uninterrupted one, with no repeated side effect.
+#[test]
+fn a_run_killed_at_any_point_and_resumed_ends_like_an_uninterrupted_one() {
+    const SECRETS: usize = 24;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let _served = serve(&state);
+    let st = state.to_str().unwrap();
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/rg1",
+        profile["default_subscription"].as_str().unwrap()
+    );
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/enable-public.toml");
+    let prepare = |name: &str| {
+        let out = kmsflow_in(
+            dir.path(),
+            &state,
+            &["local", "seed-cluster", "--state", st, "--name", name],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let n = SECRETS.to_string();
+        let out = kmsflow_in(
+            dir.path(),
+            &state,
+            &["local", "seed", "--state", st, name, "--count", &n, "--namespaces", "3"],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let run_args = |name: &str, vault: &str| -> Vec<String> {
+        vec![
+            "run".into(),
+            pipeline.display().to_string(),
+            "--set".into(),
+            format!("resource-group={rg}"),
+            "--set".into(),
+            format!("cluster={rg}/providers/Microsoft.ContainerService/managedClusters/{name}"),
+            "--set".into(),
+            format!("vault-name={vault}"),
+            "--set".into(),
+            "page-size=4".into(),
+        ]
+    };
+    let command = |args: &[String]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsflow"));
+        c.args(args)
+            .env("KMSFLOW_LOCAL_STATE", &state)
+            .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+            .env("KMSFLOW_RUNS_DIR", dir.path().join("runs"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+
+    // The uninterrupted run: how many journal records a whole run writes.
+    prepare("crash0");
+    let out = command(&run_args("crash0", "kv-crash0")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let baseline = journal_lines(&newest_run(&dir.path().join("runs")).join("journal.ndjson"));
+    assert_enabled(dir.path(), &state, "crash0", "kv-crash0", SECRETS);
+    assert!(baseline >= 24, "a whole run journals {baseline} records");
+
+    let mut killed_at = std::collections::BTreeSet::new();
+    for point in 2..baseline - 1 {
+        let name = format!("crash{point}");
+        let vault = format!("kv-crash{point}");
+        prepare(&name);
+        let before: std::collections::BTreeSet<_> = std::fs::read_dir(dir.path().join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let mut child = command(&run_args(&name, &vault)).spawn().unwrap();
+        // Wait for the run's journal to appear, then for `point` records, then SIGKILL.
+        let journal = loop {
+            let now: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| !before.contains(p))
+                .collect();
+            if let Some(p) = now.first() {
+                break p.join("journal.ndjson");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        while journal_lines(&journal) < point && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed_at.insert(journal_lines(&journal));
+        let run_id = journal
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let resumed = kmsflow_in(dir.path(), &state, &["resume", &run_id]);
+        assert!(
+            resumed.status.success(),
+            "resume after record {point}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_enabled(dir.path(), &state, &name, &vault, SECRETS);
+        let show = kmsflow_in(dir.path(), &state, &["runs", "show", &run_id]);
+        assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    }
+    assert!(
+        killed_at.len() >= 20,
+        "killed at {} distinct points: {killed_at:?}",
+        killed_at.len()
+    );
+    // Nothing was ever deleted.
+    let log = kmsflow_in(
+        dir.path(),
+        &state,
+        &["local", "requests", "--state", st, "--output", "json"],
+    );
+    let log: Value = serde_json::from_slice(&log.stdout).unwrap();
+    assert!(log["value"].as_array().unwrap().iter().all(|r| r["method"] != "DELETE"));
+}
+
+/// The two-key rule across runs: a rotation whose rewrite was interrupted blocks the next one
+/// (which creates nothing) until the first is resumed and completed.
+#[test]
+fn a_second_rotation_is_refused_until_the_interrupted_first_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let _served = serve(&state);
+    let st = state.to_str().unwrap();
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/rg1",
+        profile["default_subscription"].as_str().unwrap()
+    );
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks-rot");
+    assert!(kmsflow_in(
+        dir.path(),
+        &state,
+        &["local", "seed-cluster", "--state", st, "--name", "aks-rot"]
+    )
+    .status
+    .success());
+    assert!(kmsflow_in(
+        dir.path(),
+        &state,
+        &[
+            "local",
+            "seed",
+            "--state",
+            st,
+            "aks-rot",
+            "--count",
+            "40",
+            "--namespaces",
+            "2"
+        ]
+    )
+    .status
+    .success());
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let args = |file: &str| -> Vec<String> {
+        vec![
+            "run".into(),
+            workflows.join(file).display().to_string(),
+            "--set".into(),
+            format!("resource-group={rg}"),
+            "--set".into(),
+            format!("cluster={cluster}"),
+            "--set".into(),
+            "vault-name=kv-rot1".into(),
+            "--set".into(),
+            "page-size=2".into(),
+        ]
+    };
+    let run = |file: &str| {
+        let a = args(file);
+        kmsflow_in(dir.path(), &state, &a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let versions = || {
+        let out = kmsflow_in(
+            dir.path(),
+            &state,
+            &["local", "keys", "--state", st, "kv-rot1", "--output", "json"],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["value"].as_array().unwrap().len()
+    };
+    let summary = || {
+        let out = kmsflow_in(dir.path(), &state, &["local", "inspect", "--state", st, "aks-rot"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let enabled = run("enable-public.toml");
+    assert!(enabled.status.success(), "{}", String::from_utf8_lossy(&enabled.stderr));
+    assert_eq!(versions(), 1);
+
+    // The first rotation, killed while it rewrites.
+    let runs = dir.path().join("runs");
+    let before: std::collections::BTreeSet<_> = std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).collect();
+    let a = args("rotate.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(&a)
+        .env("KMSFLOW_LOCAL_STATE", &state)
+        .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+        .env("KMSFLOW_RUNS_DIR", &runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = loop {
+        let new: Vec<_> = std::fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !before.contains(p))
+            .collect();
+        if let Some(p) = new.first() {
+            break p.join("journal.ndjson");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.lines().any(|l| l.contains("kubernetes.rewrite-secrets-page")) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the rotation finished before it could be interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(versions(), 2);
+    let interrupted = summary();
+    assert!(
+        !interrupted.contains("stale: 0"),
+        "the rewrite was cut short: {interrupted}"
+    );
+
+    // A second rotation refuses before creating anything.
+    let second = run("rotate.toml");
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("RotationNotCompleted") || stderr.contains("RotationNotCompleted"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(versions(), 2, "the refused rotation made no key version");
+
+    // Resuming the first completes it; then the next rotation goes through.
+    let run_id = journal
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let resumed = kmsflow_in(dir.path(), &state, &["resume", &run_id]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(summary(), "current: 40, stale: 0, plain: 0");
+    let third = run("rotate.toml");
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    assert_eq!(versions(), 3);
+    assert_eq!(summary(), "current: 40, stale: 0, plain: 0");
+}

@@ -43,6 +43,7 @@ pub fn router() -> Router<Shared> {
         .route("/_admin/faults", put(set_faults).get(get_faults))
         .route("/_admin/settings", put(settings))
         .route("/_admin/subscriptions", post(add_subscription))
+        .route("/_admin/keys/{vault}", get(key_list))
         .route("/_admin/keys/{vault}/{name}/{version}/private", get(private_key))
         .route("/_admin/resources", get(resources))
         .route("/_admin/clusters", post(seed_cluster))
@@ -144,6 +145,25 @@ async fn private_key(
         Ok(der) => json(StatusCode::OK, j!({"pkcs8_der": B64.encode(der)})),
         Err(e) => e.into_response(),
     }
+}
+
+/// Every version of every key in a vault, as `KeyBundle`s (public parts only), oldest first.
+async fn key_list(State(state): State<Shared>, headers: HeaderMap, Path(vault): Path<String>) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let mut out = Vec::new();
+    let names = match state.db.key_names(&vault) {
+        Ok(n) => n,
+        Err(e) => return ArmError::internal(e).into_response(),
+    };
+    for name in names {
+        match state.db.key_versions(&vault, &name) {
+            Ok(versions) => out.extend(versions.into_iter().map(|k| k.doc)),
+            Err(e) => return ArmError::internal(e).into_response(),
+        }
+    }
+    json(StatusCode::OK, j!({ "value": out }))
 }
 
 /// Every ARM resource, optionally of one `type`.

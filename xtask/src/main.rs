@@ -1,7 +1,8 @@
 //! The README's commands. Each first makes sure the `wasm32-wasip2` target is installed
 //! (automatic rustup installs are off here; `rustup target add` is idempotent), then:
 //!
-//! - `cargo xtask quickstart` — builds kmsflow (plugins included) and runs the quick-start pipeline;
+//! - `cargo xtask quickstart` — builds kmsflow (plugins included) and runs `kmsflow quickstart`:
+//!   the main job (`workflows/quickstart.toml`) on a fresh embedded local cloud;
 //! - `cargo xtask test` — the whole suite: formatting, host workspace tests, guest plugin unit
 //!   tests, and clippy with warnings denied. `.ci/run` calls exactly this.
 //! - `cargo xtask setup` — only the target install.
@@ -114,15 +115,9 @@ fn test(root: &Path) -> Result<(), String> {
 
 fn quickstart(root: &Path) -> Result<(), String> {
     run(
-        "kmsflow run workflows/quickstart.toml",
-        cargo().current_dir(root).args([
-            "run",
-            "--quiet",
-            "-p",
-            "kmsflow",
-            "--",
-            "run",
-            "workflows/quickstart.toml",
-        ]),
+        "kmsflow quickstart (workflows/quickstart.toml on a fresh local cloud)",
+        cargo()
+            .current_dir(root)
+            .args(["run", "--quiet", "-p", "kmsflow", "--", "quickstart"]),
     )
 }

@@ -123,6 +123,13 @@ pub enum LocalCommand {
         #[arg(long)]
         value: Option<String>,
     },
+    /// Every version of every key in a vault (public parts only).
+    Keys {
+        #[command(flatten)]
+        state: StateArg,
+        /// The vault's name.
+        vault: String,
+    },
     /// Every resource the local cloud holds.
     Resources {
         #[command(flatten)]
@@ -248,6 +255,32 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             print_value(output, &doc, |d| format!("faults: {d}\n"));
             Ok(0)
         }
+        LocalCommand::Keys { state, vault } => {
+            let doc = admin(
+                &state.dir()?,
+                reqwest::Method::GET,
+                &format!("/_admin/keys/{vault}"),
+                None,
+            )
+            .await?;
+            print_value(output, &doc, |d| {
+                d["value"]
+                    .as_array()
+                    .map(|keys| {
+                        keys.iter()
+                            .map(|k| {
+                                format!(
+                                    "{}  enabled: {}\n",
+                                    k["key"]["kid"].as_str().unwrap_or_default(),
+                                    k["attributes"]["enabled"]
+                                )
+                            })
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default()
+            });
+            Ok(0)
+        }
         LocalCommand::Requests { state, after } => {
             let doc = admin(
                 &state.dir()?,
@@ -351,7 +384,7 @@ pub fn client(profile: &CloudProfile) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().add_root_certificate(ca).build()?)
 }
 
-async fn admin(
+pub(super) async fn admin(
     dir: &std::path::Path,
     method: reqwest::Method,
     path: &str,

@@ -7,6 +7,7 @@
 //! - `3` the environment: engine, cache, files, or an internal error.
 
 mod local;
+mod quickstart;
 mod render;
 mod runs;
 
@@ -81,6 +82,9 @@ enum Command {
         #[command(flatten)]
         inputs: runs::RunInputs,
     },
+    /// The main job on a fresh local cloud: seed a 1.26 cluster, enable KMS, migrate to v2, rotate
+    /// twice, switch to private, print the status and the secrets' at-rest summary.
+    Quickstart(quickstart::QuickstartArgs),
     /// Past runs, from their journals.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -128,6 +132,13 @@ enum BenchCommand {
         /// Repetitions for the per-step and per-call figures.
         #[arg(long, default_value_t = 200)]
         iterations: u32,
+    },
+    /// Journal append cost (with fsync) and run start-up to the plugin's first instruction.
+    Journal {
+        #[arg(long, default_value_t = 1000)]
+        appends: u32,
+        #[arg(long, default_value_t = 20)]
+        runs: u32,
     },
 }
 
@@ -208,6 +219,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 cli.config.as_deref(),
                 cli.cache_dir,
                 cli.output,
+                None,
             )
             .await
         }
@@ -232,6 +244,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             runs::plan(&pipeline, inputs, cli.config.as_deref(), cli.cache_dir, cli.output).await
         }
         Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cli.cache_dir, cli.output).await,
+        Command::Quickstart(args) => quickstart::run(args, cli.cache_dir, cli.output).await,
         Command::Runs(RunsCommand::List { runs_dir }) => runs::list(runs_dir, cli.config.as_deref(), cli.output),
         Command::Runs(RunsCommand::Show { run_id, runs_dir }) => {
             runs::show(&run_id, runs_dir, cli.config.as_deref(), cli.output)
@@ -260,6 +273,19 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Bench(BenchCommand::Runtime { iterations }) => {
             let figures = kmsflow::bench::runtime(iterations).await.map_err(anyhow::Error::from)?;
             render::bench(cli.output, &figures);
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::Journal { appends, runs }) => {
+            let figures = kmsflow::bench::journal(appends, runs)
+                .await
+                .map_err(anyhow::Error::from)?;
+            match cli.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&figures.to_json()).unwrap_or_default()
+                ),
+                Output::Text => print!("{figures}"),
+            }
             Ok(0)
         }
     }

@@ -44,8 +44,11 @@ fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
     Config::load(path).map_err(invalid)
 }
 
-async fn target(name: &str, config: &Config) -> Result<Target, Failure> {
-    let local_dir = local::default_state_dir_or_env()?;
+async fn target(name: &str, config: &Config, local_dir: Option<&Path>) -> Result<Target, Failure> {
+    let local_dir = match local_dir {
+        Some(d) => d.to_path_buf(),
+        None => local::default_state_dir_or_env()?,
+    };
     Target::from_config(name, config, &local_dir)
         .await
         .map_err(|e| Failure {
@@ -129,7 +132,7 @@ async fn drive(
     }
 }
 
-/// `kmsflow run PIPELINE`.
+/// `kmsflow run PIPELINE` (`local_dir`: the local cloud's state directory, if not the default).
 pub async fn run(
     pipeline_path: &Path,
     inputs: RunInputs,
@@ -137,6 +140,7 @@ pub async fn run(
     config_path: Option<&Path>,
     cache_dir: Option<PathBuf>,
     output: Output,
+    local_dir: Option<&Path>,
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
     let runtime = build_runtime(cache_dir)?;
@@ -151,7 +155,7 @@ pub async fn run(
         .await
         .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
-    let target = target(&target_name, &config).await?;
+    let target = target(&target_name, &config, local_dir).await?;
     let run_id = kmsflow::new_run_id();
     let runs_dir = runs_dir(runs_dir_arg, &config);
     let run = RunDir::open(&runs_dir, &run_id, true).context("cannot create the run directory")?;
@@ -247,7 +251,7 @@ pub async fn resume(
             }
         }
     }
-    let target = target(&target_name, &config).await?;
+    let target = target(&target_name, &config, None).await?;
     let journal = Arc::new(Journal::open(&run.journal_path()).context("cannot open the run journal")?);
     journal
         .append(Record::Resumed {
@@ -321,7 +325,7 @@ pub async fn plan(
         .await
         .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
-    let target = target(&target_name, &config).await?;
+    let target = target(&target_name, &config, None).await?;
     let plan = kmsflow::plan::plan(&runtime, &pipeline, prepared, &target).await;
     render::plan(output, &pipeline, &plan);
     Ok(if plan.iter().any(|s| s.blocked.is_some()) { 1 } else { 0 })

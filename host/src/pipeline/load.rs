@@ -2,7 +2,7 @@
 //! duplicate step ids, undefined variables, references to later steps, and variable values of the
 //! wrong type are all reported with a location before anything runs.
 
-use super::parse::{has_type, parse_file, FileParts, RawStepSpec};
+use super::parse::{has_type, parse_file, RawStepSpec, StepEntry};
 use super::template::{self, Condition, Ref};
 use super::{Location, ParamEntry, Pipeline, PipelineError, StepSpec, VarInputs, VarSpec};
 use crate::grants::{Grant, Grants};
@@ -27,21 +27,23 @@ fn err(location: Location, message: impl Into<String>, hint: Option<String>) -> 
     }
 }
 
-/// One loaded file.
-struct Loaded {
-    name: String,
-    text: String,
-    parts: FileParts,
+/// A file and everything it includes, expanded: variables in override order (included first),
+/// steps in run order, and every file's name and text for the pipeline's hash.
+#[derive(Default)]
+struct Expanded {
+    vars: Vec<VarSpec>,
+    steps: Vec<RawStepSpec>,
+    texts: Vec<(String, String)>,
+    header: Option<(String, String, Option<String>)>,
 }
 
-/// Loads `path` and, depth-first before it, every file it includes.
+/// Loads `path`, expanding its includes (top-level ones first, step-level ones in place).
 fn load_tree(
     path: &Path,
     name: &str,
     included_from: Option<&Location>,
     stack: &mut Vec<PathBuf>,
-    out: &mut Vec<Loaded>,
-) -> Result<(), PipelineError> {
+) -> Result<Expanded, PipelineError> {
     let at = || included_from.cloned().unwrap_or_else(|| nowhere(name));
     let text = std::fs::read_to_string(path).map_err(|e| {
         err(
@@ -81,17 +83,39 @@ fn load_tree(
         ));
     }
     stack.push(canonical);
+    let mut out = Expanded {
+        header: parts.header.clone(),
+        ..Expanded::default()
+    };
+    fn absorb(inner: Expanded, out: &mut Expanded, with_steps: bool) -> Vec<RawStepSpec> {
+        out.vars.extend(inner.vars);
+        out.texts.extend(inner.texts);
+        if with_steps {
+            out.steps.extend(inner.steps);
+            Vec::new()
+        } else {
+            inner.steps
+        }
+    }
     for (inc, location) in &parts.includes {
-        let inc_name = inc.display().to_string();
-        load_tree(inc, &inc_name, Some(location), stack, out)?;
+        let inner = load_tree(inc, &inc.display().to_string(), Some(location), stack)?;
+        absorb(inner, &mut out, true);
+    }
+    let mut own_steps = Vec::new();
+    for entry in parts.steps {
+        match entry {
+            StepEntry::Step(s) => own_steps.push(*s),
+            StepEntry::Include(inc, location) => {
+                let inner = load_tree(&inc, &inc.display().to_string(), Some(&location), stack)?;
+                own_steps.extend(absorb(inner, &mut out, false));
+            }
+        }
     }
     stack.pop();
-    out.push(Loaded {
-        name: name.to_string(),
-        text,
-        parts,
-    });
-    Ok(())
+    out.vars.extend(parts.vars);
+    out.steps.extend(own_steps);
+    out.texts.push((name.to_string(), text));
+    Ok(out)
 }
 
 /// A `--set` or `--vars` value, converted to the variable's type.
@@ -265,12 +289,8 @@ fn check_refs(
 /// Loads the pipeline at `path` with its includes and binds its variables.
 pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> {
     let name = path.display().to_string();
-    let mut files = Vec::new();
-    load_tree(path, &name, None, &mut Vec::new(), &mut files)?;
-    let main = files
-        .last()
-        .ok_or_else(|| err(nowhere(&name), "nothing to load", None))?;
-    let (pname, description, version) = main.parts.header.clone().ok_or_else(|| {
+    let tree = load_tree(path, &name, None, &mut Vec::new())?;
+    let (pname, description, version) = tree.header.clone().ok_or_else(|| {
         err(
             Location {
                 file: name.clone(),
@@ -282,29 +302,26 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> 
         )
     })?;
     let mut vars: BTreeMap<String, VarSpec> = BTreeMap::new();
-    let mut raw_steps: Vec<RawStepSpec> = Vec::new();
-    let mut hasher_input = String::new();
-    for f in &files {
-        for v in &f.parts.vars {
-            vars.insert(v.name.clone(), v.clone());
-        }
-        for s in &f.parts.steps {
-            if let Some(first) = raw_steps.iter().find(|o| o.id == s.id) {
-                return Err(err(
-                    s.id_location.clone(),
-                    format!("step id `{}` is used twice", s.id),
-                    Some(format!(
-                        "step ids must be unique; the first is at {}",
-                        first.id_location
-                    )),
-                ));
-            }
-            raw_steps.push(s.clone());
-        }
-        hasher_input.push_str(&f.name);
-        hasher_input.push('\n');
-        hasher_input.push_str(&f.text);
+    for v in &tree.vars {
+        vars.insert(v.name.clone(), v.clone());
     }
+    let mut raw_steps: Vec<RawStepSpec> = Vec::new();
+    for s in &tree.steps {
+        if let Some(first) = raw_steps.iter().find(|o| o.id == s.id) {
+            return Err(err(
+                s.id_location.clone(),
+                format!("step id `{}` is used twice", s.id),
+                Some(format!(
+                    "step ids must be unique; the first is at {}",
+                    first.id_location
+                )),
+            ));
+        }
+        raw_steps.push(s.clone());
+    }
+    // Texts only: the same files reached by another path (a resume uses the absolute one) hash
+    // the same.
+    let hasher_input: String = tree.texts.iter().map(|(_, t)| format!("{t}\0")).collect();
     if raw_steps.is_empty() {
         return Err(err(
             Location {
@@ -405,6 +422,6 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> 
         values,
         steps,
         sha256: sha256_hex(hasher_input.as_bytes()),
-        files: files.iter().map(|f| PathBuf::from(&f.name)).collect(),
+        files: tree.texts.iter().map(|(n, _)| PathBuf::from(n)).collect(),
     })
 }

@@ -29,6 +29,9 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawHeader {
     name: String,
+    /// Fragments whose `[vars]` and `[[steps]]` come first (also allowed at the top level).
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -50,8 +53,10 @@ struct RawVar {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    id: Spanned<String>,
-    uses: Spanned<String>,
+    /// A step that is only `include = "FILE"` stands for that file's steps, in place.
+    include: Option<Spanned<String>>,
+    id: Option<Spanned<String>>,
+    uses: Option<Spanned<String>>,
     sha256: Option<Spanned<String>>,
     #[serde(default)]
     with: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
@@ -146,13 +151,20 @@ pub struct RawStepSpec {
     pub location: Location,
 }
 
+/// A `[[steps]]` entry: a step, or another file's steps in its place.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepEntry {
+    Step(Box<RawStepSpec>),
+    Include(PathBuf, Location),
+}
+
 /// What one file declares.
 #[derive(Debug, Clone)]
 pub struct FileParts {
     pub header: Option<(String, String, Option<String>)>,
     pub includes: Vec<(PathBuf, Location)>,
     pub vars: Vec<VarSpec>,
-    pub steps: Vec<RawStepSpec>,
+    pub steps: Vec<StepEntry>,
 }
 
 fn value_type(name: &str) -> Option<ValueType> {
@@ -201,9 +213,10 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
             .then_some("check the spelling; the README's \"Pipelines\" section lists every key");
         loc.error(span, e.message().trim().to_string(), hint)
     })?;
-    let includes = raw
-        .include
+    let header_includes = raw.pipeline.as_ref().map(|h| h.include.as_slice()).unwrap_or_default();
+    let includes = header_includes
         .iter()
+        .chain(raw.include.iter())
         .map(|i| (base.join(i.get_ref()), loc.at(i.span().start)))
         .collect();
     let mut vars = Vec::new();
@@ -246,15 +259,43 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
     for spanned in raw.steps {
         let step_span = spanned.span();
         let step = spanned.into_inner();
-        let id = step.id.get_ref();
+        if let Some(inc) = &step.include {
+            let alone = step.id.is_none()
+                && step.uses.is_none()
+                && step.sha256.is_none()
+                && step.with.is_empty()
+                && step.grants.is_empty()
+                && step.timeout.is_none()
+                && step.limits.is_none()
+                && step.retry.is_none()
+                && step.when.is_none();
+            if !alone {
+                return Err(loc.error(
+                    inc.span(),
+                    "a [[steps]] entry with `include` can have no other keys",
+                    Some("put the included steps' parameters in [vars] and pass them with ${vars.…}"),
+                ));
+            }
+            steps.push(StepEntry::Include(base.join(inc.get_ref()), loc.at(inc.span().start)));
+            continue;
+        }
+        let (Some(id_spanned), Some(uses_spanned)) = (&step.id, &step.uses) else {
+            let missing = if step.id.is_none() { "id" } else { "uses" };
+            return Err(loc.error(
+                step_span,
+                format!("a step needs `{missing}`"),
+                Some("each [[steps]] has id = \"...\" and uses = \"plugin\" (or only include = \"file.toml\")"),
+            ));
+        };
+        let id = id_spanned.get_ref();
         if !is_identifier(id) {
             return Err(loc.error(
-                step.id.span(),
+                id_spanned.span(),
                 format!("step id `{id}` is not valid"),
                 Some("use lowercase letters, digits, `-` and `_`"),
             ));
         }
-        let uses = plugin_ref(&loc, &step, base)?;
+        let uses = plugin_ref(&loc, &step, uses_spanned, base)?;
         let mut with = Vec::new();
         for (name, value) in &step.with {
             template::refs(value.get_ref()).map_err(|e| loc.error(value.span(), e, None))?;
@@ -281,10 +322,10 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
             )),
             None => None,
         };
-        steps.push(RawStepSpec {
+        steps.push(StepEntry::Step(Box::new(RawStepSpec {
             id: id.clone(),
-            id_location: loc.at(step.id.span().start),
-            uses_location: loc.at(step.uses.span().start),
+            id_location: loc.at(id_spanned.span().start),
+            uses_location: loc.at(uses_spanned.span().start),
             uses,
             with,
             grants,
@@ -292,7 +333,7 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
             retry: retry(&loc, &step)?,
             when,
             location: loc.at(step_span.start),
-        });
+        })));
     }
     Ok(FileParts {
         header: raw.pipeline.map(|h| (h.name, h.description, h.version)),
@@ -302,8 +343,13 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
     })
 }
 
-fn plugin_ref(loc: &Locator<'_>, step: &RawStep, base: &Path) -> Result<PluginRef, PipelineError> {
-    let uses = step.uses.get_ref();
+fn plugin_ref(
+    loc: &Locator<'_>,
+    step: &RawStep,
+    uses_spanned: &Spanned<String>,
+    base: &Path,
+) -> Result<PluginRef, PipelineError> {
+    let uses = uses_spanned.get_ref();
     let is_path = uses.ends_with(".wasm") || uses.contains('/');
     match (&step.sha256, is_path) {
         (Some(sha), true) => {
@@ -321,7 +367,7 @@ fn plugin_ref(loc: &Locator<'_>, step: &RawStep, base: &Path) -> Result<PluginRe
             })
         }
         (None, true) => Err(loc.error(
-            step.uses.span(),
+            uses_spanned.span(),
             format!("plugin file `{uses}` is not pinned"),
             Some("add sha256 = \"...\" (print it with `sha256sum FILE`)"),
         )),

@@ -771,7 +771,8 @@ fn rotation(state: &Shared, existing: Option<&Value>, new_kms: &Value) -> Result
     }
     // The key changes: the old primary becomes the previous key; the one before is dropped.
     let mut failure = None;
-    if let Some(dropped) = kept.as_str().filter(|k| Some(*k) != new_key) {
+    // (The old primary is not dropped: it becomes the previous key.)
+    if let Some(dropped) = kept.as_str().filter(|k| Some(*k) != new_key && Some(*k) != old_key) {
         let api = crate::k8s::ApiServer::new(state, old.clone());
         let dropped_version = dropped.rsplit('/').next().unwrap_or_default();
         let mut still_under_dropped = 0;

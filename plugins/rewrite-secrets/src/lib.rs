@@ -3,7 +3,8 @@
 //! `resourceVersion` as precondition (the host sends many at once), the continue token
 //! checkpointed after every page so that a resumed step loses at most one page.
 use kmsflow_sdk::{
-    checkpoint, kubernetes, log, Action, Error, Outputs, ParamSpec, Params, Plugin, PluginInfo, ResultExt,
+    aks, checkpoint, kubernetes, log, Action, Error, ErrorKind, Outputs, ParamSpec, Params, Plugin, PluginInfo,
+    ResultExt,
 };
 
 const TOKEN: &str = "continue";
@@ -62,8 +63,16 @@ impl Plugin for RewriteSecrets {
             "secrets written by someone else meanwhile (so re-encrypted)",
         ))
         .output(ParamSpec::integer("gone", "secrets deleted meanwhile"))
-        .grant(Action::Read, "count the cluster's secrets")
+        .output(ParamSpec::flag(
+            "recorded",
+            "whether the completion was recorded in the state ConfigMap",
+        ))
+        .grant(Action::Read, "read the cluster's KMS key and count its secrets")
         .grant(Action::SecretsRewrite, "send the no-op updates")
+        .grant(
+            Action::Kms,
+            "record the completed rewrite in the cluster's state ConfigMap (rotate checks it)",
+        )
         .build()
     }
 
@@ -77,6 +86,13 @@ impl Plugin for RewriteSecrets {
         if token.is_some() {
             log::info(&format!("resuming the rewrite after {} secrets", counts.listed));
         }
+        // The key the secrets are rewritten under: what the completion record will name.
+        let key_id = aks::get_cluster(&cluster)
+            .context("reading the cluster")?
+            .kms
+            .filter(|k| k.enabled)
+            .map(|k| k.key_id)
+            .unwrap_or_else(|| "none".to_string());
         let total = kubernetes::count_secrets(&cluster).context("counting secrets")?;
         log::info(&format!("rewriting {total} secrets of {cluster}"));
         loop {
@@ -101,11 +117,36 @@ impl Plugin for RewriteSecrets {
             "rewrite complete: {} listed, {} rewritten, {} changed meanwhile, {} deleted meanwhile",
             counts.listed, counts.rewritten, counts.conflicts, counts.gone
         ));
+        let recorded = record_completion(&cluster, &key_id)?;
         Ok(Outputs::new()
+            .flag("recorded", recorded)
             .integer("listed", counts.listed as i64)
             .integer("rewritten", counts.rewritten as i64)
             .integer("conflicts", counts.conflicts as i64)
             .integer("gone", counts.gone as i64))
+    }
+}
+
+/// Records on the cluster that every secret was rewritten under `key_id`, so a later rotation
+/// knows the previous one completed. Without the `kms` grant, says so and goes on.
+fn record_completion(cluster: &str, key_id: &str) -> Result<bool, Error> {
+    let current = match kubernetes::get_state(cluster) {
+        Ok(s) => s,
+        Err(e) => return Err(e).context("reading the state ConfigMap"),
+    };
+    let mut data = current.map(|s| s.data).unwrap_or_default();
+    data.retain(|(k, _)| k != "rewritten-key-id");
+    data.push(("rewritten-key-id".into(), key_id.to_string()));
+    match kubernetes::put_state(cluster, &data, None) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind == ErrorKind::Denied => {
+            log::warn(&format!(
+                "the rewrite is complete but was not recorded on the cluster ({}): grant `kms` on the cluster to this step so that `rotate` can tell",
+                e.message
+            ));
+            Ok(false)
+        }
+        Err(e) => Err(e).context("recording the completed rewrite"),
     }
 }
 

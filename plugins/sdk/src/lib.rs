@@ -47,8 +47,10 @@ pub mod bindings {
 
 mod describe;
 mod errors;
+pub mod kms;
 pub mod log;
 mod params;
+pub mod private;
 
 pub use bindings::kmsflow::workflow::types::{
     Action, Error, ErrorKind, GrantRequest, Param, ParamSpec, PluginInfo, Value, ValueType,

@@ -13,3 +13,5 @@ mod grants;
 mod kubernetes;
 mod output_and_cache;
 mod sandbox_limits;
+mod third_party;
+mod workflows;

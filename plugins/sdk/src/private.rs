@@ -1,0 +1,61 @@
+//! What KMS with a private key vault needs beyond the public flavour, shared by `enable-private`
+//! and `switch-mode`: API server VNet integration (Konnectivity cannot reach a private endpoint),
+//! Key Vault Contributor for the identity (AKS creates the private endpoint with it), and the
+//! identity's encrypt/decrypt permission — checked by us, because AKS does not check it.
+
+use crate::bindings::kmsflow::workflow::{aks, identity, keyvault, kubernetes};
+use crate::kms::refuse;
+use crate::{Error, ResultExt};
+
+/// Refuses a cluster without API server VNet integration, detected both by the cluster's
+/// `enableVnetIntegration` and by `konnectivity-agent` pods in `kube-system`.
+pub fn require_vnet_integration(cluster: &aks::Cluster) -> Result<(), Error> {
+    let agents = kubernetes::list_pods(&cluster.id, "kube-system", "app=konnectivity-agent")
+        .context("looking for konnectivity-agent pods")?;
+    if !cluster.vnet_integration || !agents.is_empty() {
+        return Err(refuse(
+            "KonnectivityNotSupported",
+            format!(
+                "cluster {} reaches its nodes through Konnectivity ({} konnectivity-agent pods, VNet integration {}); \
+                 KMS with a private key vault needs API server VNet integration: \
+                 az aks update --enable-apiserver-vnet-integration --apiserver-subnet-id <subnet>",
+                cluster.name,
+                agents.len(),
+                if cluster.vnet_integration { "on" } else { "off" }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Gives `principal` what private KMS needs on `vault`: encrypt/decrypt (access policy or Crypto
+/// User, as the vault is configured) and Key Vault Contributor; then checks the permission works,
+/// since AKS would accept the configuration and fail later.
+pub fn grant_private_access(
+    vault: &keyvault::Vault,
+    key_name: &str,
+    principal: &identity::UserAssignedIdentity,
+) -> Result<keyvault::AccessMechanism, Error> {
+    let mechanism =
+        keyvault::grant_crypto_access(&vault.id, &principal.principal_id).context("granting encrypt/decrypt")?;
+    keyvault::grant_role(
+        &vault.id,
+        keyvault::BuiltinRole::Contributor,
+        &principal.principal_id,
+        "ServicePrincipal",
+    )
+    .context("granting Key Vault Contributor")?;
+    if !keyvault::can_encrypt_decrypt(&vault.id, key_name, &principal.principal_id)
+        .context("checking the identity's key permission")?
+    {
+        return Err(refuse(
+            "IdentityLacksKeyPermission",
+            format!(
+                "identity {} still cannot encrypt and decrypt with key {key_name} in {}; check the vault's access \
+                 policies or role assignments",
+                principal.id, vault.name
+            ),
+        ));
+    }
+    Ok(mechanism)
+}

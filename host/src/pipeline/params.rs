@@ -21,6 +21,16 @@ fn convert(value: &toml::Value, ty: ValueType) -> Option<Value> {
     }
 }
 
+/// `an integer`, `a string`.
+fn with_article(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {noun}")
+}
+
 /// A WIT value as TOML, for substitution into later steps.
 pub fn to_toml(value: &Value) -> toml::Value {
     match value {
@@ -73,7 +83,11 @@ pub fn resolve_params(
         }
         let value = convert(&substituted, spec.type_).ok_or_else(|| PipelineError {
             location: entry.location.clone(),
-            message: format!("parameter `{}` must be a {}", entry.name, type_name(spec.type_)),
+            message: format!(
+                "parameter `{}` must be {}",
+                entry.name,
+                with_article(type_name(spec.type_))
+            ),
             hint: Some(spec.description.clone()),
         })?;
         params.push(Param {

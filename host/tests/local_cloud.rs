@@ -916,3 +916,172 @@ fn a_second_rotation_is_refused_until_the_interrupted_first_is_resumed() {
     assert_eq!(versions(), 3);
     assert_eq!(summary(), "current: 40, stale: 0, plain: 0");
 }
+
+/// `plan` changes nothing and says what each step would change; `runs list|show` read the
+/// journal; `resume` refuses a pipeline that changed since the run started.
+#[test]
+fn plan_history_and_a_changed_pipeline_refused_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let _served = serve(&state);
+    let st = state.to_str().unwrap();
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/rg1",
+        profile["default_subscription"].as_str().unwrap()
+    );
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks-plan");
+    assert!(kmsflow_in(
+        dir.path(),
+        &state,
+        &["local", "seed-cluster", "--state", st, "--name", "aks-plan"]
+    )
+    .status
+    .success());
+    // A copy of the shipped pipeline (and its fragments) that the test may edit.
+    let wf = dir.path().join("workflows");
+    std::fs::create_dir_all(wf.join("fragments")).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    for f in [
+        "enable-public.toml",
+        "fragments/enable-public-vars.toml",
+        "fragments/rewrite.toml",
+        "fragments/cluster-vars.toml",
+    ] {
+        std::fs::copy(src.join(f), wf.join(f)).unwrap();
+    }
+    let pipeline = wf.join("enable-public.toml");
+    let sets = [
+        format!("resource-group={rg}"),
+        format!("cluster={cluster}"),
+        "vault-name=kv-plan1".to_string(),
+    ];
+    let with_sets = |cmd: &str| {
+        let mut a = vec![cmd.to_string(), pipeline.display().to_string()];
+        for s in &sets {
+            a.push("--set".into());
+            a.push(s.clone());
+        }
+        a
+    };
+    let call = |args: Vec<String>| kmsflow_in(dir.path(), &state, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let writes = || {
+        let out = kmsflow_in(
+            dir.path(),
+            &state,
+            &["local", "requests", "--state", st, "--output", "json"],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                let p = r["path"].as_str().unwrap();
+                r["method"] != "GET"
+                    && !p.starts_with("/_admin")
+                    && !p.contains("/oauth2/")
+                    && !p.ends_with("/listClusterAdminCredential")
+            })
+            .count()
+    };
+
+    let before = writes();
+    let plan = call(with_sets("plan"));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.status.success() || plan.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        text.contains("enable (enable-public): would change: keyvault.ensure-vault"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rewrite (rewrite-secrets): would change: kubernetes.rewrite-secrets-page"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verify (verify): cannot plan: needs the outputs of `enable`"),
+        "{text}"
+    );
+    assert_eq!(writes(), before, "plan wrote nothing");
+
+    // A whole run, then its history.
+    assert!(kmsflow_in(
+        dir.path(),
+        &state,
+        &["local", "seed-cluster", "--state", st, "--name", "aks-other"]
+    )
+    .status
+    .success());
+    let failed = call(with_sets("run"));
+    assert!(failed.status.success(), "{}", String::from_utf8_lossy(&failed.stderr));
+    let list = kmsflow_in(dir.path(), &state, &["runs", "list", "--output", "json"]);
+    let runs: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert_eq!(runs[0]["pipeline"], "enable-public");
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let show = kmsflow_in(dir.path(), &state, &["runs", "show", &id]);
+    let timeline = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        timeline.contains("▶ enable (enable-public)") && timeline.contains("aks.set-kms"),
+        "{timeline}"
+    );
+    let resumed = kmsflow_in(dir.path(), &state, &["resume", &id]);
+    assert!(resumed.status.success());
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("nothing to resume"));
+
+    // Interrupt a run (its lock dies with it), change the pipeline, and resume: refused.
+    let mut args = with_sets("run");
+    args.push("--set".into());
+    args.push(format!(
+        "cluster={rg}/providers/Microsoft.ContainerService/managedClusters/aks-other"
+    ));
+    let runs_dir = dir.path().join("runs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(&args)
+        .env("KMSFLOW_LOCAL_STATE", &state)
+        .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+        .env("KMSFLOW_RUNS_DIR", &runs_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = loop {
+        let dirs: Vec<_> = std::fs::read_dir(&runs_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with(&id))
+            .collect();
+        if let Some(d) = dirs.first() {
+            break d.join("journal.ndjson");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    while journal_lines(&journal) < 4 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let second = journal
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, text.replace("timeout = \"1h\"", "timeout = \"2h\"")).unwrap();
+    let refused = kmsflow_in(dir.path(), &state, &["resume", &second]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("changed since run") && stderr.contains("--allow-changed"),
+        "{stderr}"
+    );
+    let allowed = kmsflow_in(dir.path(), &state, &["resume", &second, "--allow-changed"]);
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+}

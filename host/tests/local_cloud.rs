@@ -249,11 +249,8 @@ fn no_secret_value_token_or_client_secret_reaches_the_logs_or_the_journal() {
         CANARY,
     ]);
     assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
-    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
-    let rg = format!(
-        "/subscriptions/{}/resourceGroups/rg1",
-        profile["default_subscription"].as_str().unwrap()
-    );
+    let profile = profile_of(&state);
+    let rg = rg1(&profile);
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks1");
     let wasm = |name: &str| {
         let path = std::path::PathBuf::from(kmsflow::test_plugin(name).unwrap());
@@ -416,11 +413,8 @@ fn targets_come_from_kmsflow_toml_with_their_credentials() {
         "aks1",
     ]);
     assert!(seeded.status.success(), "the seeded cluster brings resource group rg1");
-    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
-    let rg = format!(
-        "/subscriptions/{}/resourceGroups/rg1",
-        profile["default_subscription"].as_str().unwrap()
-    );
+    let profile = profile_of(&state);
+    let rg = rg1(&profile);
     let pipeline = arm_calls_pipeline(dir.path(), &rg);
     std::fs::write(
         dir.path().join("kmsflow.toml"),
@@ -556,6 +550,32 @@ fn malformed_pipelines_are_refused_with_their_location_before_any_request() {
     assert!(!dir.path().join("runs").exists(), "no run was started");
 }
 
+/// The local cloud's published profile in `state`.
+fn profile_of(state: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap()
+}
+
+/// Resource group `rg1` of the default subscription.
+fn rg1(profile: &Value) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/rg1",
+        profile["default_subscription"].as_str().unwrap()
+    )
+}
+
+/// Waits for a run directory under `runs` that is not in `before`; returns its journal path.
+fn new_journal(runs: &Path, before: &std::collections::BTreeSet<std::path::PathBuf>) -> std::path::PathBuf {
+    loop {
+        let new: Vec<_> = std::fs::read_dir(runs)
+            .map(|d| d.map(|e| e.unwrap().path()).filter(|p| !before.contains(p)).collect())
+            .unwrap_or_default();
+        if let Some(p) = new.first() {
+            return p.join("journal.ndjson");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// `kmsflow ARGS…` with the state, cache and runs directories of one test.
 fn kmsflow_in(dir: &Path, state: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kmsflow"))
@@ -646,11 +666,8 @@ fn a_run_killed_at_any_point_and_resumed_ends_like_an_uninterrupted_one() {
     let state = dir.path().join("cloud");
     let _served = serve(&state);
     let st = state.to_str().unwrap();
-    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
-    let rg = format!(
-        "/subscriptions/{}/resourceGroups/rg1",
-        profile["default_subscription"].as_str().unwrap()
-    );
+    let profile = profile_of(&state);
+    let rg = rg1(&profile);
     let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/enable-public.toml");
     let prepare = |name: &str| {
         let out = kmsflow_in(
@@ -714,17 +731,7 @@ fn a_run_killed_at_any_point_and_resumed_ends_like_an_uninterrupted_one() {
             .collect();
         let mut child = command(&run_args(&name, &vault)).spawn().unwrap();
         // Wait for the run's journal to appear, then for `point` records, then SIGKILL.
-        let journal = loop {
-            let now: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| !before.contains(p))
-                .collect();
-            if let Some(p) = now.first() {
-                break p.join("journal.ndjson");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        };
+        let journal = new_journal(&dir.path().join("runs"), &before);
         while journal_lines(&journal) < point && child.try_wait().unwrap().is_none() {
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
@@ -775,11 +782,8 @@ fn a_second_rotation_is_refused_until_the_interrupted_first_is_resumed() {
     let state = dir.path().join("cloud");
     let _served = serve(&state);
     let st = state.to_str().unwrap();
-    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
-    let rg = format!(
-        "/subscriptions/{}/resourceGroups/rg1",
-        profile["default_subscription"].as_str().unwrap()
-    );
+    let profile = profile_of(&state);
+    let rg = rg1(&profile);
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks-rot");
     assert!(kmsflow_in(
         dir.path(),
@@ -858,17 +862,7 @@ fn a_second_rotation_is_refused_until_the_interrupted_first_is_resumed() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let journal = loop {
-        let new: Vec<_> = std::fs::read_dir(&runs)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| !before.contains(p))
-            .collect();
-        if let Some(p) = new.first() {
-            break p.join("journal.ndjson");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
+    let journal = new_journal(&runs, &before);
     loop {
         let text = std::fs::read_to_string(&journal).unwrap_or_default();
         if text.lines().any(|l| l.contains("kubernetes.rewrite-secrets-page")) {
@@ -925,11 +919,8 @@ fn plan_history_and_a_changed_pipeline_refused_on_resume() {
     let state = dir.path().join("cloud");
     let _served = serve(&state);
     let st = state.to_str().unwrap();
-    let profile: Value = serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap();
-    let rg = format!(
-        "/subscriptions/{}/resourceGroups/rg1",
-        profile["default_subscription"].as_str().unwrap()
-    );
+    let profile = profile_of(&state);
+    let rg = rg1(&profile);
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks-plan");
     assert!(kmsflow_in(
         dir.path(),

@@ -38,21 +38,7 @@ impl Plugin for Disable {
         // Turning KMS off is a key change too: it must not start while a rewrite is pending.
         // (A resumed step whose state already says `none` may continue.)
         kms::require_rewrite_complete(&cluster, Some(kms::NONE))?;
-        let now = kms::now_secs().to_string();
-        kms::write_state(
-            &cluster_id,
-            &[
-                (kms::KEY_ID, kms::NONE),
-                (kms::PREVIOUS_KEY_ID, &current.key_id),
-                (kms::DISABLED_AT, &now),
-            ],
-        )?;
-        let off = aks::KmsConfig {
-            enabled: false,
-            ..current.clone()
-        };
-        kms::mark_change_started("disable")?;
-        let after = aks::set_kms(&cluster_id, &off).context("turning KMS off")?;
+        let after = kms::turn_off(&cluster_id, &current, &[], "turning KMS off")?;
         if after.provisioning_state != "Succeeded" {
             return Err(refuse(
                 "UpdateFailed",

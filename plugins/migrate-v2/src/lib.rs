@@ -41,22 +41,12 @@ fn prepare(cluster_id: &str) -> Result<Outputs, Error> {
         return Ok(Outputs::new().flag("needed", false).text("key-id", kms::NONE));
     };
     kms::require_rewrite_complete(&cluster, Some(kms::NONE))?;
-    let now = kms::now_secs().to_string();
-    kms::write_state(
+    kms::turn_off(
         cluster_id,
-        &[
-            (kms::MIGRATE_KEY_ID, &current.key_id),
-            (kms::KEY_ID, kms::NONE),
-            (kms::PREVIOUS_KEY_ID, &current.key_id),
-            (kms::DISABLED_AT, &now),
-        ],
+        &current,
+        &[(kms::MIGRATE_KEY_ID, &current.key_id)],
+        "turning KMS off for the upgrade",
     )?;
-    let off = aks::KmsConfig {
-        enabled: false,
-        ..current.clone()
-    };
-    kms::mark_change_started("disable")?;
-    aks::set_kms(cluster_id, &off).context("turning KMS off for the upgrade")?;
     log::info("KMS is off; rewrite every secret, then upgrade");
     Ok(Outputs::new().flag("needed", true).text("key-id", current.key_id))
 }

@@ -132,6 +132,31 @@ pub fn settled_cluster(cluster: aks::Cluster) -> Result<aks::Cluster, Error> {
     Ok(current)
 }
 
+/// Turns KMS off (a key change to `none`): records it in the state ConfigMap first (with the
+/// time, for mode switches), marks the operation as this step's, then sets `enabled: false`
+/// keeping the rest of the block. `extra` state keys are recorded along.
+pub fn turn_off(
+    cluster_id: &str,
+    current: &aks::KmsConfig,
+    extra: &[(&str, &str)],
+    why: &str,
+) -> Result<aks::Cluster, Error> {
+    let now = now_secs().to_string();
+    let mut updates = vec![
+        (KEY_ID, NONE),
+        (PREVIOUS_KEY_ID, current.key_id.as_str()),
+        (DISABLED_AT, now.as_str()),
+    ];
+    updates.extend_from_slice(extra);
+    write_state(cluster_id, &updates)?;
+    let off = aks::KmsConfig {
+        enabled: false,
+        ..current.clone()
+    };
+    mark_change_started("disable")?;
+    aks::set_kms(cluster_id, &off).context(why)
+}
+
 /// The cluster's tenant: from its identity, else the subscription's — the caller's home tenant.
 pub fn cluster_tenant(cluster: &aks::Cluster) -> Result<String, Error> {
     if !cluster.tenant_id.is_empty() {

@@ -59,21 +59,7 @@ fn prepare(cluster_id: &str, vault: &keyvault::Vault, to: aks::NetworkAccess) ->
         return Ok(Outputs::new().flag("disabled", false).flag("direct", true));
     }
     kms::require_rewrite_complete(&cluster, Some(kms::NONE))?;
-    let now = kms::now_secs().to_string();
-    kms::write_state(
-        cluster_id,
-        &[
-            (kms::KEY_ID, kms::NONE),
-            (kms::PREVIOUS_KEY_ID, &current.key_id),
-            (kms::DISABLED_AT, &now),
-        ],
-    )?;
-    let off = aks::KmsConfig {
-        enabled: false,
-        ..current
-    };
-    kms::mark_change_started("disable")?;
-    aks::set_kms(cluster_id, &off).context("turning KMS off for the switch")?;
+    kms::turn_off(cluster_id, &current, &[], "turning KMS off for the switch")?;
     log::info("KMS is off; rewrite every secret, then run the apply phase");
     Ok(Outputs::new().flag("disabled", true).flag("direct", false))
 }

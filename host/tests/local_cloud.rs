@@ -550,6 +550,23 @@ fn malformed_pipelines_are_refused_with_their_location_before_any_request() {
     assert!(!dir.path().join("runs").exists(), "no run was started");
 }
 
+/// Seeds cluster `name` in rg1 (Kubernetes 1.30, user-assigned identity) with `secrets` secrets
+/// across three namespaces.
+fn seed_cluster(dir: &Path, state: &Path, name: &str, secrets: usize) {
+    let st = state.to_str().unwrap();
+    let out = kmsflow_in(dir, state, &["local", "seed-cluster", "--state", st, "--name", name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if secrets > 0 {
+        let n = secrets.to_string();
+        let out = kmsflow_in(
+            dir,
+            state,
+            &["local", "seed", "--state", st, name, "--count", &n, "--namespaces", "3"],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// The local cloud's published profile in `state`.
 fn profile_of(state: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(state.join("profile.json")).unwrap()).unwrap()
@@ -669,21 +686,7 @@ fn a_run_killed_at_any_point_and_resumed_ends_like_an_uninterrupted_one() {
     let profile = profile_of(&state);
     let rg = rg1(&profile);
     let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/enable-public.toml");
-    let prepare = |name: &str| {
-        let out = kmsflow_in(
-            dir.path(),
-            &state,
-            &["local", "seed-cluster", "--state", st, "--name", name],
-        );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let n = SECRETS.to_string();
-        let out = kmsflow_in(
-            dir.path(),
-            &state,
-            &["local", "seed", "--state", st, name, "--count", &n, "--namespaces", "3"],
-        );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
+    let prepare = |name: &str| seed_cluster(dir.path(), &state, name, SECRETS);
     let run_args = |name: &str, vault: &str| -> Vec<String> {
         vec![
             "run".into(),
@@ -785,30 +788,7 @@ fn a_second_rotation_is_refused_until_the_interrupted_first_is_resumed() {
     let profile = profile_of(&state);
     let rg = rg1(&profile);
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks-rot");
-    assert!(kmsflow_in(
-        dir.path(),
-        &state,
-        &["local", "seed-cluster", "--state", st, "--name", "aks-rot"]
-    )
-    .status
-    .success());
-    assert!(kmsflow_in(
-        dir.path(),
-        &state,
-        &[
-            "local",
-            "seed",
-            "--state",
-            st,
-            "aks-rot",
-            "--count",
-            "40",
-            "--namespaces",
-            "2"
-        ]
-    )
-    .status
-    .success());
+    seed_cluster(dir.path(), &state, "aks-rot", 40);
     let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
     let args = |file: &str| -> Vec<String> {
         vec![
@@ -922,13 +902,7 @@ fn plan_history_and_a_changed_pipeline_refused_on_resume() {
     let profile = profile_of(&state);
     let rg = rg1(&profile);
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks-plan");
-    assert!(kmsflow_in(
-        dir.path(),
-        &state,
-        &["local", "seed-cluster", "--state", st, "--name", "aks-plan"]
-    )
-    .status
-    .success());
+    seed_cluster(dir.path(), &state, "aks-plan", 0);
     // A copy of the shipped pipeline (and its fragments) that the test may edit.
     let wf = dir.path().join("workflows");
     std::fs::create_dir_all(wf.join("fragments")).unwrap();

@@ -86,6 +86,27 @@ fn vars_from_json(map: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<
         .collect()
 }
 
+/// Loads a pipeline with its variables and prepares every step (plugins, parameters): all the
+/// checks that need no target.
+async fn load_and_prepare(
+    runtime: &Runtime,
+    pipeline_path: &Path,
+    files: Vec<PathBuf>,
+    set: Vec<(String, String)>,
+) -> Result<(Pipeline, Vec<kmsflow::PreparedStep>), Failure> {
+    let var_inputs = VarInputs {
+        files,
+        set,
+        values: BTreeMap::new(),
+    };
+    let pipeline = Pipeline::load(pipeline_path, &var_inputs).map_err(invalid)?;
+    let prepared = runtime
+        .prepare(&pipeline)
+        .await
+        .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    Ok((pipeline, prepared))
+}
+
 /// Drives a prepared pipeline with a journal in `run`, rendering as it goes; returns the exit code.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
@@ -144,16 +165,7 @@ pub async fn run(
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
     let runtime = build_runtime(cache_dir)?;
-    let var_inputs = VarInputs {
-        files: inputs.vars,
-        set: inputs.set,
-        values: BTreeMap::new(),
-    };
-    let pipeline = Pipeline::load(pipeline_path, &var_inputs).map_err(invalid)?;
-    let prepared = runtime
-        .prepare(&pipeline)
-        .await
-        .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
     let target = target(&target_name, &config, local_dir).await?;
     let run_id = kmsflow::new_run_id();
@@ -289,16 +301,7 @@ pub async fn validate(
     output: Output,
 ) -> Result<u8, Failure> {
     let runtime = build_runtime(cache_dir)?;
-    let var_inputs = VarInputs {
-        files: inputs.vars,
-        set: inputs.set,
-        values: BTreeMap::new(),
-    };
-    let pipeline = Pipeline::load(pipeline_path, &var_inputs).map_err(invalid)?;
-    let prepared = runtime
-        .prepare(&pipeline)
-        .await
-        .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
     render::validated(output, &pipeline, &prepared);
     Ok(0)
 }
@@ -314,16 +317,7 @@ pub async fn plan(
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
     let runtime = build_runtime(cache_dir)?;
-    let var_inputs = VarInputs {
-        files: inputs.vars,
-        set: inputs.set,
-        values: BTreeMap::new(),
-    };
-    let pipeline = Pipeline::load(pipeline_path, &var_inputs).map_err(invalid)?;
-    let prepared = runtime
-        .prepare(&pipeline)
-        .await
-        .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
     let target = target(&target_name, &config, None).await?;
     let plan = kmsflow::plan::plan(&runtime, &pipeline, prepared, &target).await;

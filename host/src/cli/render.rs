@@ -169,7 +169,16 @@ impl RunRenderer {
                 for step in &report.steps {
                     if let Ok(outputs) = &step.outcome {
                         for p in outputs {
-                            println!("{}.{} = {}", step.id, p.name, value_text(&p.value));
+                            match &p.value {
+                                // A table or report: its lines as they are, indented.
+                                Value::Text(t) if t.contains('\n') => {
+                                    println!("{}.{} =", step.id, p.name);
+                                    for line in t.lines() {
+                                        println!("    {line}");
+                                    }
+                                }
+                                v => println!("{}.{} = {}", step.id, p.name, value_text(v)),
+                            }
                         }
                     }
                 }

@@ -11,7 +11,7 @@
 //! - `private-endpoint`: the runner reaches the vault through a private endpoint of its own, so the
 //!   key is created (or found) with the vault already private.
 use kmsflow_sdk::kms::{self, optional, refuse};
-use kmsflow_sdk::private::{grant_private_access, require_vnet_integration};
+use kmsflow_sdk::private::{lock_down, require_vnet_integration};
 use kmsflow_sdk::{
     aks, checkpoint, identity, keyvault, log, Action, Error, Outputs, ParamSpec, Params, Plugin, PluginInfo, ResultExt,
 };
@@ -129,16 +129,7 @@ impl Plugin for EnablePrivate {
         if !matches!(key.key_type, keyvault::KeyType::Rsa | keyvault::KeyType::RsaHsm) {
             return Err(refuse("KeyNotRsa", format!("key {key_name} is not an RSA key")));
         }
-        grant_private_access(&vault, &key_name, &principal)?;
-        if vault.public_network_access {
-            keyvault::set_public_network_access(&vault.id, false).context("disabling public network access")?;
-        }
-        let config = aks::KmsConfig {
-            enabled: true,
-            key_id: key.key_id.clone(),
-            network_access: aks::NetworkAccess::Private,
-            vault_resource_id: Some(vault.id.clone()),
-        };
+        let config = lock_down(&vault, &key.key_id, &key_name, &principal)?;
         let (after, created) = match cluster {
             Some(c)
                 if c.kms.as_ref().is_some_and(|k| {

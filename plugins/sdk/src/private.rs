@@ -59,3 +59,23 @@ pub fn grant_private_access(
     }
     Ok(mechanism)
 }
+
+/// Everything private KMS needs on the vault side, in order: the identity's access (checked),
+/// then public network access off; returns the KMS block to set (`keyVaultResourceId` included).
+pub fn lock_down(
+    vault: &keyvault::Vault,
+    key_id: &str,
+    key_name: &str,
+    principal: &identity::UserAssignedIdentity,
+) -> Result<aks::KmsConfig, Error> {
+    grant_private_access(vault, key_name, principal)?;
+    if vault.public_network_access {
+        keyvault::set_public_network_access(&vault.id, false).context("disabling public network access")?;
+    }
+    Ok(aks::KmsConfig {
+        enabled: true,
+        key_id: key_id.to_string(),
+        network_access: aks::NetworkAccess::Private,
+        vault_resource_id: Some(vault.id.clone()),
+    })
+}

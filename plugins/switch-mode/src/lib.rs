@@ -4,7 +4,7 @@
 //! (then the pipeline rewrites again). Switching to a *different* vault goes directly: `prepare`
 //! changes nothing and `apply` switches. `apply` reports how long secrets were stored without KMS.
 use kmsflow_sdk::kms::{self, optional, refuse};
-use kmsflow_sdk::private::{grant_private_access, require_vnet_integration};
+use kmsflow_sdk::private::{lock_down, require_vnet_integration};
 use kmsflow_sdk::{
     aks, identity, keyvault, log, Action, Error, Outputs, ParamSpec, Params, Plugin, PluginInfo, ResultExt,
 };
@@ -104,16 +104,7 @@ fn apply(
     let config = match to {
         aks::NetworkAccess::Private => {
             require_vnet_integration(&cluster)?;
-            grant_private_access(&vault, &name, &principal)?;
-            if vault.public_network_access {
-                keyvault::set_public_network_access(&vault.id, false).context("making the vault private")?;
-            }
-            aks::KmsConfig {
-                enabled: true,
-                key_id: key_id.clone(),
-                network_access: aks::NetworkAccess::Private,
-                vault_resource_id: Some(vault.id.clone()),
-            }
+            lock_down(&vault, &key_id, &name, &principal)?
         }
         aks::NetworkAccess::Public => {
             if vault.firewall_restricted {

@@ -7,6 +7,7 @@
 //! reached by a call that skipped the grant check.
 
 use crate::capabilities::CapabilityError;
+use crate::resource_id::ResourceId;
 use crate::wit::{aks, arm, identity, keyvault, kubernetes, types};
 use async_trait::async_trait;
 
@@ -49,7 +50,9 @@ fn unavailable<T>(auth: &Authorized) -> R<T> {
     ))
 }
 
-/// Performs authorised capability calls. Every method defaults to `unavailable`, so a backend
+/// Performs authorised capability calls. Resources arrive as parsed [`ResourceId`]s — the very
+/// values the grant check approved — and every other argument has passed the checks of
+/// [`crate::names`]. Every method defaults to `unavailable`, so a backend
 /// (or a test double) implements only what it supports.
 #[async_trait]
 #[allow(unused_variables)]
@@ -57,49 +60,70 @@ pub trait CloudBackend: Send + Sync {
     async fn whoami(&self, auth: &Authorized) -> R<identity::Principal> {
         unavailable(auth)
     }
-    async fn get_user_assigned(&self, auth: &Authorized, id: &str) -> R<identity::UserAssignedIdentity> {
+    async fn get_user_assigned(&self, auth: &Authorized, id: &ResourceId) -> R<identity::UserAssignedIdentity> {
         unavailable(auth)
     }
     async fn ensure_user_assigned(
         &self,
         auth: &Authorized,
-        id: &str,
+        id: &ResourceId,
         location: &str,
     ) -> R<identity::UserAssignedIdentity> {
         unavailable(auth)
     }
 
-    async fn ensure_vault(&self, auth: &Authorized, vault: &str, spec: &keyvault::VaultSpec) -> R<keyvault::Vault> {
+    async fn ensure_vault(
+        &self,
+        auth: &Authorized,
+        vault: &ResourceId,
+        spec: &keyvault::VaultSpec,
+    ) -> R<keyvault::Vault> {
         unavailable(auth)
     }
-    async fn get_vault(&self, auth: &Authorized, vault: &str) -> R<keyvault::Vault> {
+    async fn get_vault(&self, auth: &Authorized, vault: &ResourceId) -> R<keyvault::Vault> {
         unavailable(auth)
     }
-    async fn set_public_network_access(&self, auth: &Authorized, vault: &str, enabled: bool) -> R<keyvault::Vault> {
+    async fn set_public_network_access(
+        &self,
+        auth: &Authorized,
+        vault: &ResourceId,
+        enabled: bool,
+    ) -> R<keyvault::Vault> {
         unavailable(auth)
     }
-    async fn ensure_key(&self, auth: &Authorized, vault: &str, name: &str, size: u32) -> R<keyvault::KeyVersion> {
+    async fn ensure_key(
+        &self,
+        auth: &Authorized,
+        vault: &ResourceId,
+        name: &str,
+        size: u32,
+    ) -> R<keyvault::KeyVersion> {
         unavailable(auth)
     }
     async fn get_key(
         &self,
         auth: &Authorized,
-        vault: &str,
+        vault: &ResourceId,
         name: &str,
         version: Option<&str>,
     ) -> R<keyvault::KeyVersion> {
         unavailable(auth)
     }
-    async fn list_key_versions(&self, auth: &Authorized, vault: &str, name: &str) -> R<Vec<keyvault::KeyVersion>> {
+    async fn list_key_versions(
+        &self,
+        auth: &Authorized,
+        vault: &ResourceId,
+        name: &str,
+    ) -> R<Vec<keyvault::KeyVersion>> {
         unavailable(auth)
     }
-    async fn new_key_version(&self, auth: &Authorized, vault: &str, name: &str) -> R<keyvault::KeyVersion> {
+    async fn new_key_version(&self, auth: &Authorized, vault: &ResourceId, name: &str) -> R<keyvault::KeyVersion> {
         unavailable(auth)
     }
     async fn disable_key_version(
         &self,
         auth: &Authorized,
-        vault: &str,
+        vault: &ResourceId,
         name: &str,
         version: &str,
     ) -> R<keyvault::KeyVersion> {
@@ -108,7 +132,7 @@ pub trait CloudBackend: Send + Sync {
     async fn grant_crypto_access(
         &self,
         auth: &Authorized,
-        vault: &str,
+        vault: &ResourceId,
         principal_id: &str,
     ) -> R<keyvault::AccessMechanism> {
         unavailable(auth)
@@ -116,40 +140,51 @@ pub trait CloudBackend: Send + Sync {
     async fn grant_role(
         &self,
         auth: &Authorized,
-        scope: &str,
+        scope: &ResourceId,
         role: keyvault::BuiltinRole,
         principal_id: &str,
         principal_type: &str,
     ) -> R<()> {
         unavailable(auth)
     }
-    async fn can_encrypt_decrypt(&self, auth: &Authorized, vault: &str, name: &str, principal_id: &str) -> R<bool> {
+    async fn can_encrypt_decrypt(
+        &self,
+        auth: &Authorized,
+        vault: &ResourceId,
+        name: &str,
+        principal_id: &str,
+    ) -> R<bool> {
         unavailable(auth)
     }
 
-    async fn get_cluster(&self, auth: &Authorized, cluster: &str) -> R<aks::Cluster> {
+    async fn get_cluster(&self, auth: &Authorized, cluster: &ResourceId) -> R<aks::Cluster> {
         unavailable(auth)
     }
-    async fn create_cluster(&self, auth: &Authorized, cluster: &str, spec: &aks::ClusterSpec) -> R<aks::Cluster> {
+    async fn create_cluster(
+        &self,
+        auth: &Authorized,
+        cluster: &ResourceId,
+        spec: &aks::ClusterSpec,
+    ) -> R<aks::Cluster> {
         unavailable(auth)
     }
-    async fn set_kms(&self, auth: &Authorized, cluster: &str, kms: &aks::KmsConfig) -> R<aks::Cluster> {
+    async fn set_kms(&self, auth: &Authorized, cluster: &ResourceId, kms: &aks::KmsConfig) -> R<aks::Cluster> {
         unavailable(auth)
     }
-    async fn upgrade(&self, auth: &Authorized, cluster: &str, version: &str) -> R<aks::Cluster> {
+    async fn upgrade(&self, auth: &Authorized, cluster: &ResourceId, version: &str) -> R<aks::Cluster> {
         unavailable(auth)
     }
-    async fn list_clusters(&self, auth: &Authorized, subscription: &str) -> R<Vec<aks::Cluster>> {
+    async fn list_clusters(&self, auth: &Authorized, subscription: &ResourceId) -> R<Vec<aks::Cluster>> {
         unavailable(auth)
     }
 
-    async fn count_secrets(&self, auth: &Authorized, cluster: &str) -> R<u64> {
+    async fn count_secrets(&self, auth: &Authorized, cluster: &ResourceId) -> R<u64> {
         unavailable(auth)
     }
     async fn rewrite_secrets_page(
         &self,
         auth: &Authorized,
-        cluster: &str,
+        cluster: &ResourceId,
         continue_token: Option<&str>,
         page_size: u32,
     ) -> R<kubernetes::RewritePage> {
@@ -158,19 +193,19 @@ pub trait CloudBackend: Send + Sync {
     async fn list_pods(
         &self,
         auth: &Authorized,
-        cluster: &str,
+        cluster: &ResourceId,
         namespace: &str,
         label_selector: &str,
     ) -> R<Vec<kubernetes::Pod>> {
         unavailable(auth)
     }
-    async fn get_state(&self, auth: &Authorized, cluster: &str) -> R<Option<kubernetes::State>> {
+    async fn get_state(&self, auth: &Authorized, cluster: &ResourceId) -> R<Option<kubernetes::State>> {
         unavailable(auth)
     }
     async fn put_state(
         &self,
         auth: &Authorized,
-        cluster: &str,
+        cluster: &ResourceId,
         data: &[(String, String)],
         resource_version: Option<&str>,
     ) -> R<kubernetes::State> {
@@ -181,9 +216,9 @@ pub trait CloudBackend: Send + Sync {
         &self,
         auth: &Authorized,
         method: arm::Method,
-        path: &str,
+        path: &ResourceId,
         api_version: &str,
-        body: Option<&str>,
+        body: Option<&serde_json::Value>,
     ) -> R<arm::Response> {
         unavailable(auth)
     }

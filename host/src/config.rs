@@ -215,8 +215,17 @@ impl Config {
             role_assignments: a.role_assignments.clone().unwrap_or(v.role_assignments),
             clusters: a.clusters.clone().unwrap_or(v.clusters),
         };
+        for (field, version) in [
+            ("resource-groups", &api_versions.resource_groups),
+            ("vaults", &api_versions.vaults),
+            ("identities", &api_versions.identities),
+            ("role-assignments", &api_versions.role_assignments),
+            ("clusters", &api_versions.clusters),
+        ] {
+            crate::names::api_version(version).map_err(|e| self.invalid(name, format!("api-versions.{field}: {e}")))?;
+        }
         for k in &t.kubeconfig {
-            if crate::grants::ResourcePath::parse(&k.cluster).is_err() {
+            if crate::resource_id::ResourceId::parse(&k.cluster).is_err() {
                 return Err(self.invalid(name, format!("kubeconfig.cluster `{}` is not a resource id", k.cluster)));
             }
         }

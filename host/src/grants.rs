@@ -1,10 +1,11 @@
 //! The grant model of design.md §5: a step is granted `(scope, actions)` pairs, and a capability
 //! call is allowed only when some grant's scope covers the resource it names and lists its action.
 //!
-//! Matching is on whole path segments and case-insensitive (ARM ids are), and resource ids with
-//! `.`/`..`/empty segments or query characters are refused outright so that no spelling of a path
-//! can climb out of a scope.
+//! Scopes and the resources calls name are [`ResourceId`]s: parsed once, refused unless canonical
+//! (no encodings, dot or empty segments, wildcards), and matched on whole segments ignoring case,
+//! so that no spelling of a path can climb out of a scope.
 
+pub use crate::resource_id::{ResourceId, ResourceIdError};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
@@ -69,55 +70,16 @@ impl FromStr for Action {
 pub enum GrantError {
     #[error("unknown action `{0}`; expected one of read, write, keys, roles, kms, upgrade, secrets.rewrite")]
     UnknownAction(String),
-    #[error("`{0}` is not an ARM resource id: it must start with /subscriptions/ and have no empty, `.` or `..` segments, `?` or `#`")]
-    BadResourceId(String),
+    #[error(transparent)]
+    BadResourceId(#[from] ResourceIdError),
     #[error("a grant needs at least one action")]
     NoActions,
-}
-
-/// A normalised ARM resource id (lowercase segments, no trailing slash), used both as a grant's
-/// scope and as the resource a call names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResourcePath(Vec<String>);
-
-impl ResourcePath {
-    /// Parses and normalises `id`.
-    pub fn parse(id: &str) -> Result<Self, GrantError> {
-        let bad = || GrantError::BadResourceId(id.to_string());
-        let rest = id.strip_prefix('/').ok_or_else(bad)?;
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains(['?', '#', '\\']) || rest.chars().any(char::is_control) {
-            return Err(bad());
-        }
-        let segments: Vec<String> = rest.split('/').map(str::to_ascii_lowercase).collect();
-        if segments.first().map(String::as_str) != Some("subscriptions")
-            || segments.len() < 2
-            || segments.iter().any(|s| s.is_empty() || s == "." || s == "..")
-        {
-            return Err(bad());
-        }
-        Ok(ResourcePath(segments))
-    }
-
-    /// Whether `self`, as a scope, contains `other` (equal, or an ancestor on segment boundaries).
-    pub fn covers(&self, other: &ResourcePath) -> bool {
-        other.0.len() >= self.0.len() && other.0[..self.0.len()] == self.0[..]
-    }
-}
-
-impl fmt::Display for ResourcePath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for s in &self.0 {
-            write!(f, "/{s}")?;
-        }
-        Ok(())
-    }
 }
 
 /// One grant: a scope and the actions allowed under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    pub scope: ResourcePath,
+    pub scope: ResourceId,
     pub actions: BTreeSet<Action>,
 }
 
@@ -128,7 +90,7 @@ impl Grant {
             return Err(GrantError::NoActions);
         }
         Ok(Grant {
-            scope: ResourcePath::parse(scope)?,
+            scope: ResourceId::parse(scope)?,
             actions: actions.iter().map(|a| a.as_ref().parse()).collect::<Result<_, _>>()?,
         })
     }
@@ -148,10 +110,15 @@ impl Grants {
     }
 
     /// Whether some grant allows `action` on `resource`.
-    pub fn allows(&self, action: Action, resource: &ResourcePath) -> bool {
+    pub fn allows(&self, action: Action, resource: &ResourceId) -> bool {
         self.0
             .iter()
-            .any(|g| g.actions.contains(&action) && g.scope.covers(resource))
+            .any(|g| g.actions.contains(&action) && resource.starts_with(&g.scope))
+    }
+
+    /// The first of `actions` that no grant allows on `resource` (`None`: all are allowed).
+    pub fn missing(&self, actions: &[Action], resource: &ResourceId) -> Option<Action> {
+        actions.iter().copied().find(|a| !self.allows(*a, resource))
     }
 }
 
@@ -165,8 +132,8 @@ mod tests {
         Grants::new(vec![Grant::new(scope, actions).unwrap()])
     }
 
-    fn path(s: &str) -> ResourcePath {
-        ResourcePath::parse(s).unwrap()
+    fn path(s: &str) -> ResourceId {
+        ResourceId::parse(s).unwrap()
     }
 
     #[test]
@@ -188,17 +155,27 @@ mod tests {
     }
 
     #[test]
-    fn traversal_and_junk_are_not_resource_ids() {
+    fn wildcard_and_encoded_scopes_are_refused() {
         for bad in [
-            "/subscriptions/0000/resourceGroups/rg1/../rg2",
-            "/subscriptions/0000//rg1",
-            "subscriptions/0000",
-            "/tenants/x",
-            "/subscriptions/0000/resourceGroups/rg1?x=1",
-            "/subscriptions",
+            "/subscriptions/*",
+            "/subscriptions/0000/resourceGroups/%2A",
+            "/subscriptions/0000/",
         ] {
-            assert!(ResourcePath::parse(bad).is_err(), "{bad} accepted");
+            assert!(
+                matches!(Grant::new(bad, &["read"]), Err(GrantError::BadResourceId(_))),
+                "{bad}"
+            );
         }
+    }
+
+    #[test]
+    fn every_action_must_be_granted() {
+        let g = grants(RG, &["write"]);
+        let cluster = path(&format!(
+            "{RG}/providers/Microsoft.ContainerService/managedClusters/aks1"
+        ));
+        assert_eq!(g.missing(&[Action::Write], &cluster), None);
+        assert_eq!(g.missing(&[Action::Write, Action::Kms], &cluster), Some(Action::Kms));
     }
 
     #[test]

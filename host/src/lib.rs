@@ -37,10 +37,12 @@ pub mod events;
 pub mod grants;
 pub mod journal;
 pub mod limits;
+pub mod names;
 mod output;
 pub mod pipeline;
 pub mod plan;
 mod plugin;
+pub mod resource_id;
 mod runtime;
 mod step;
 pub mod target;
@@ -54,6 +56,7 @@ pub use grants::{Action, Grant, Grants};
 pub use limits::StepLimits;
 pub use pipeline::{Pipeline, PipelineError, VarInputs};
 pub use plugin::{sha256_hex, type_name as wit_type_name, Plugin, PluginOrigin};
+pub use resource_id::ResourceId;
 pub use runtime::{
     new_run_id, PreparedStep, ResumeState, RunOptions, RunReport, Runtime, RuntimeBuilder, StepReport, StepRun,
     StepStatus,

@@ -40,14 +40,18 @@ impl CallHooks for StopAtFirstWrite {
             return Ok(());
         }
         let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
-        first.get_or_insert_with(|| format!("{} {} {}", call.name, call.resource.unwrap_or_default(), call.args));
+        first.get_or_insert_with(|| {
+            let resource = call.resource.map(ToString::to_string).unwrap_or_default();
+            format!("{} {resource} {}", call.name, call.args)
+        });
         Err(WitError {
             kind: ErrorKind::Precondition,
             code: PLAN_STOP.to_string(),
             message: format!(
                 "plan: {} would change {}",
                 call.name,
-                call.resource.unwrap_or("something")
+                call.resource
+                    .map_or_else(|| "something".to_string(), ToString::to_string)
             ),
         })
     }

@@ -146,7 +146,7 @@ impl Target {
             credential.clone(),
             settings.retry,
         );
-        let kv = KeyVaultClient::new(client, credential, settings.retry);
+        let kv = KeyVaultClient::new(client, credential, settings.retry).with_dns_suffix(&cloud.keyvault_dns_suffix);
         let kube = KubeClients::new(
             arm.clone(),
             &settings.api_versions.clusters,

@@ -1047,3 +1047,302 @@ fn plan_history_and_a_changed_pipeline_refused_on_resume() {
     let allowed = kmsflow_in(dir.path(), &state, &["resume", &second, "--allow-changed"]);
     assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
 }
+
+/// A pipeline of hostile `test-hostile` steps (pinned), one per class of issue 11, each with
+/// narrow grants: encoded traversal through every capability that takes an id, credential
+/// actions spelled every way, writes that need more than `write`, and unchecked URL parts.
+fn hostile_pipeline(dir: &Path, rg1: &str, rg2: &str) -> std::path::PathBuf {
+    let wasm = std::path::PathBuf::from(kmsflow::test_plugin("test-hostile").unwrap());
+    let sha = kmsflow::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let aks1 = format!("{rg1}/providers/Microsoft.ContainerService/managedClusters/aks1");
+    let aks2 = format!("{rg2}/providers/Microsoft.ContainerService/managedClusters/aks2");
+    let vault = format!("{rg1}/providers/Microsoft.KeyVault/vaults/kv-hostile");
+    let climb = format!("{aks1}/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/rg2/providers/Microsoft.ContainerService/managedClusters/aks2");
+    let climb_trailing = format!("{aks1}/x/%2e%2e/");
+    let step = |id: &str, mode: &str, targets: &[String], extra: &str, scope: &str, actions: &str| {
+        let list = targets.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
+        format!(
+            "[[steps]]\nid = \"{id}\"\nuses = \"{}\"\nsha256 = \"{sha}\"\n[steps.with]\nmode = \"{mode}\"\n\
+             targets = [{list}]\n{extra}\n[[steps.grants]]\nscope = \"{scope}\"\nactions = [{actions}]\n\n",
+            wasm.display()
+        )
+    };
+    let mut toml = String::from("[pipeline]\nname = \"hostile\"\n\n");
+    // 1. Encoded traversal, with grants on aks1 only.
+    // The last target is aks1 itself: allowed, so the wire has something to check.
+    let climbs = [
+        climb.clone(),
+        climb_trailing.clone(),
+        format!("{aks1}/.."),
+        aks2.clone(),
+        aks1.clone(),
+    ];
+    for (id, mode) in [
+        ("traversal-arm", "arm-get"),
+        ("traversal-aks", "aks-get"),
+        ("traversal-kms", "aks-set-kms"),
+        ("traversal-kube", "kube-put-state"),
+    ] {
+        let targets = if mode == "aks-set-kms" {
+            &climbs[..4]
+        } else {
+            &climbs[..]
+        };
+        toml += &step(id, mode, targets, "", &aks1, "\"read\", \"kms\"");
+    }
+    // 2. Credentials, with every action on the whole resource group.
+    let credentials = vec![
+        format!("{aks1}/listClusterAdminCredential/"),
+        format!("{aks1}/x/%2e%2e/listClusterAdminCredential"),
+        format!("{aks1}/listClusterAdminCredential"),
+        format!("{aks1}/listClusterUserCredential"),
+        format!("{aks1}/runCommand"),
+        format!("{aks1}/accessProfiles/clusterAdmin/listCredential"),
+        format!("{rg1}/providers/Microsoft.Storage/storageAccounts/sa1/listKeys"),
+        format!("{rg1}/providers/Microsoft.DocumentDB/databaseAccounts/db1/listConnectionStrings"),
+    ];
+    let all = "\"read\", \"write\", \"keys\", \"roles\", \"kms\", \"upgrade\", \"secrets.rewrite\"";
+    toml += &step("credentials-post", "arm-post", &credentials, "", rg1, all);
+    let reads = vec![
+        format!("{aks1}/accessProfiles/clusterAdmin"),
+        format!("{vault}/secrets/s1"),
+    ];
+    toml += &step("credentials-get", "arm-get", &reads, "", rg1, all);
+    // 3. `write` alone: a role assignment, the KMS block, a vault's access policies.
+    let assignment =
+        format!("{aks1}/providers/Microsoft.Authorization/roleAssignments/5c4a4f6e-5c49-4b6f-9d5e-0c6c2c1b0a11");
+    let body = r#"body = '{"properties":{"roleDefinitionId":"x","principalId":"y"}}'"#;
+    toml += &step(
+        "write-roles",
+        "arm-put",
+        &[assignment],
+        body,
+        rg1,
+        "\"read\", \"write\"",
+    );
+    let kms = r#"body = '{"properties":{"securityProfile":{"azureKeyVaultKms":{"enabled":false}}}}'"#;
+    toml += &step(
+        "write-kms",
+        "arm-patch",
+        std::slice::from_ref(&aks1),
+        kms,
+        rg1,
+        "\"read\", \"write\"",
+    );
+    let policies = r#"body = '{"properties":{"accessPolicies":[]}}'"#;
+    toml += &step(
+        "write-policies",
+        "arm-patch",
+        std::slice::from_ref(&vault),
+        policies,
+        rg1,
+        "\"read\", \"write\"",
+    );
+    // 6. URL parts: api-versions, key names and versions.
+    let versions = vec![
+        "2024-01-01&$expand=x#".to_string(),
+        "2024-01-01/../x".to_string(),
+        "latest".to_string(),
+    ];
+    toml += &step(
+        "api-version",
+        "arm-api-version",
+        &versions,
+        &format!("path = \"{aks1}\""),
+        rg1,
+        "\"read\"",
+    );
+    let key_names = vec![
+        "../keys/other".to_string(),
+        "k1/versions".to_string(),
+        "k%2f1".to_string(),
+        "k1?x=1".to_string(),
+    ];
+    toml += &step(
+        "key-names",
+        "kv-key-name",
+        &key_names,
+        &format!("path = \"{vault}\""),
+        rg1,
+        "\"read\"",
+    );
+    let key_versions = vec![
+        "../../x".to_string(),
+        "ffff".to_string(),
+        "0f1e2d3c4b5a69788796a5b4c3d2e1f0/x".to_string(),
+    ];
+    toml += &step(
+        "key-versions",
+        "kv-key-version",
+        &key_versions,
+        &format!("path = \"{vault}\""),
+        rg1,
+        "\"read\"",
+    );
+    let path = dir.join("hostile.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+#[test]
+fn hostile_plugins_reach_nothing_outside_their_grants_and_no_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let _served = serve(&state);
+    seed_cluster(dir.path(), &state, "aks1", 0);
+    let st = state.to_str().unwrap();
+    let out = kmsflow_in(
+        dir.path(),
+        &state,
+        &[
+            "local",
+            "seed-cluster",
+            "--state",
+            st,
+            "--name",
+            "aks2",
+            "--resource-group",
+            "rg2",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile = profile_of(&state);
+    let rg1 = rg1(&profile);
+    let rg2 = rg1.replace("/rg1", "/rg2");
+    let log = |after: i64| -> Vec<Value> {
+        let out = kmsflow_in(
+            dir.path(),
+            &state,
+            &[
+                "local",
+                "requests",
+                "--state",
+                st,
+                "--after",
+                &after.to_string(),
+                "--output",
+                "json",
+            ],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["value"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| doc.as_array().cloned().unwrap_or_default())
+    };
+    let before = log(0).iter().filter_map(|r| r["seq"].as_i64()).max().unwrap_or(0);
+
+    let pipeline = hostile_pipeline(dir.path(), &rg1, &rg2);
+    let out = kmsflow_in(
+        dir.path(),
+        &state,
+        &["run", pipeline.to_str().unwrap(), "--output", "json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let results = |id: &str| -> Vec<String> {
+        let step = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap();
+        step["outputs"]["results"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    for id in ["traversal-arm", "traversal-aks", "traversal-kms", "traversal-kube"] {
+        let r = results(id);
+        // Encoded, trailing and dot-segment climbs are not resource ids; aks2 is simply not granted.
+        assert_eq!(&r[..3], ["invalid:InvalidResourceId"; 3], "{id}");
+        assert_eq!(r[3], "denied:GrantMissing", "{id}");
+        if id != "traversal-kms" {
+            assert!(r[4].starts_with("ok:"), "{id}: the granted cluster itself: {}", r[4]);
+        }
+    }
+    for r in results("credentials-post").iter().chain(&results("credentials-get")) {
+        assert!(
+            r == "denied:CredentialsNotExposed" || r == "invalid:InvalidResourceId",
+            "a credential request was not refused: {r}"
+        );
+    }
+    assert_eq!(results("credentials-post")[2], "denied:CredentialsNotExposed");
+    for id in ["write-roles", "write-kms", "write-policies"] {
+        assert_eq!(results(id), ["denied:GrantMissing"], "{id}");
+    }
+    for id in ["api-version", "key-names", "key-versions"] {
+        assert!(
+            results(id).iter().all(|r| r == "invalid:InvalidArgument"),
+            "{id}: {:?}",
+            results(id)
+        );
+    }
+
+    // The oracle: what reached the wire. Nothing outside rg1 (Kubernetes: outside aks1), nothing
+    // non-canonical, no smuggled query, no credential but the host's own fetch of aks1's admin
+    // credential (which stays in the host), and no write but the state ConfigMap of aks1.
+    let sent = log(before);
+    let rg1_lower = rg1.to_ascii_lowercase();
+    let aks1 = format!("{rg1_lower}/providers/microsoft.containerservice/managedclusters/aks1");
+    let mut reads_of_aks1 = 0;
+    for r in &sent {
+        let path = r["path"].as_str().unwrap_or_default();
+        let method = r["method"].as_str().unwrap_or_default();
+        if path.starts_with("/_admin") || path.contains("/oauth2/") {
+            continue;
+        }
+        let lower = path.to_ascii_lowercase();
+        assert!(
+            !lower.contains('%') && !lower.contains("/../") && !lower.ends_with("/..") && !lower.contains("//"),
+            "non-canonical path on the wire: {method} {path}"
+        );
+        let query = r["query"].as_str().unwrap_or_default();
+        assert!(!query.contains("expand"), "a smuggled query reached the wire: {query}");
+        if let Some(k8s) = lower.strip_prefix("/k8s") {
+            assert!(
+                k8s.starts_with(&format!("{aks1}/")),
+                "Kubernetes call to another cluster: {path}"
+            );
+            if method != "GET" {
+                assert!(
+                    k8s.contains("/namespaces/kube-system/configmaps"),
+                    "a Kubernetes write: {method} {path}"
+                );
+            }
+            continue;
+        }
+        assert!(
+            lower.starts_with(&rg1_lower),
+            "a request left the grant: {method} {path}"
+        );
+        if lower == format!("{aks1}/listclusteradmincredential") && method == "POST" {
+            continue;
+        }
+        for word in [
+            "credential",
+            "runcommand",
+            "listkeys",
+            "accessprofiles",
+            "connectionstrings",
+            "/secrets/",
+        ] {
+            assert!(
+                !lower.contains(word),
+                "a credential request reached the wire: {method} {path}"
+            );
+        }
+        assert_eq!(method, "GET", "a write reached the wire: {path}");
+        if lower == aks1 {
+            reads_of_aks1 += 1;
+        }
+    }
+    assert!(
+        reads_of_aks1 >= 2,
+        "the allowed reads of aks1 should be on the wire ({reads_of_aks1})"
+    );
+}

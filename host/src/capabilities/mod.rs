@@ -7,7 +7,7 @@
 //! because nothing else can mint the token.
 
 mod aks;
-mod arm;
+pub mod arm;
 mod checkpoint;
 mod identity;
 mod keyvault;
@@ -18,7 +18,9 @@ mod types;
 use crate::backend::{Authorized, CloudBackend};
 use crate::cloud::wire::WireReport;
 use crate::events::{Event, EventSink};
-use crate::grants::{Action, Grants, ResourcePath};
+use crate::grants::{Action, Grants};
+use crate::names::NameError;
+use crate::resource_id::{shorten, ResourceId};
 use crate::wit::types::{Error as WitError, ErrorKind};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,10 +75,11 @@ impl fmt::Display for CapabilityError {
 pub struct Call<'a> {
     /// Stable name, `interface.function` as in the WIT (`keyvault.get-vault`).
     pub name: &'static str,
-    /// The action the call needs; `None` for calls that need no grant (`log`, `checkpoint`, `whoami`).
-    pub action: Option<Action>,
-    /// The ARM resource the call touches.
-    pub resource: Option<&'a str>,
+    /// Every action the call needs, all on `resource`; empty for calls that need no grant
+    /// (`log`, `checkpoint`, `whoami`).
+    pub actions: Vec<Action>,
+    /// The ARM resource the call touches, parsed and validated.
+    pub resource: Option<&'a ResourceId>,
     /// The call's other arguments, as `Debug` text (never a secret: the WIT has no type for one).
     pub args: String,
 }
@@ -84,7 +87,12 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// Whether the call may change something outside the host.
     pub fn writes(&self) -> bool {
-        !matches!(self.action, None | Some(Action::Read))
+        self.actions.iter().any(|a| *a != Action::Read)
+    }
+
+    /// The actions as the journal spells them (`write+kms`).
+    pub fn actions_text(&self) -> String {
+        self.actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join("+")
     }
 }
 
@@ -185,22 +193,68 @@ impl StepContext {
         }
     }
 
+    /// Parses a resource id argument at the WIT boundary, and checks that it names what the
+    /// call expects. A refused id is an `invalid` error, and is journaled and reported like a
+    /// denied call (with the id shortened): nothing was sent.
+    pub(crate) fn resource_arg(
+        &mut self,
+        name: &'static str,
+        actions: &[Action],
+        raw: &str,
+        expect: Expect,
+    ) -> Result<ResourceId, CapabilityError> {
+        let refused = |reason: String| (reason, shorten(raw));
+        let outcome = match ResourceId::parse(raw) {
+            Err(e) => Err(refused(e.to_string())),
+            Ok(id) => match expect {
+                Expect::Any => Ok(id),
+                Expect::Subscription if id.is_subscription() => Ok(id),
+                Expect::Subscription => Err(refused(format!(
+                    "`{}` is not a subscription id (/subscriptions/{{id}})",
+                    shorten(raw)
+                ))),
+                Expect::Resource(t) if id.is_resource_of(t) => Ok(id),
+                Expect::Resource(t) => Err(refused(format!(
+                    "`{}` is not a {t} resource id (/subscriptions/{{s}}/resourceGroups/{{rg}}/providers/{t}/{{name}})",
+                    shorten(raw)
+                ))),
+            },
+        };
+        outcome.map_err(|(reason, shown)| {
+            let call = Call {
+                name,
+                actions: actions.to_vec(),
+                resource: None,
+                args: format!("refused resource id `{shown}`"),
+            };
+            self.report_denied(&call, &shown);
+            tracing::warn!(step = %self.step, call = name, "refused resource id: {reason}");
+            CapabilityError::guest(ErrorKind::Invalid, "InvalidResourceId", format!("{name}: {reason}"))
+        })
+    }
+
+    /// Checks a non-id argument (a name, a version, a bounded text) before any I/O.
+    pub(crate) fn arg(&self, name: &'static str, checked: Result<(), NameError>) -> Result<(), CapabilityError> {
+        checked.map_err(|e| CapabilityError::guest(ErrorKind::Invalid, "InvalidArgument", format!("{name}: {e}")))
+    }
+
+    fn report_denied(&self, call: &Call<'_>, resource: &str) {
+        self.hooks.denied(&self.step, call);
+        (self.events)(&Event::CallDenied {
+            step: self.step.clone(),
+            call: call.name.to_string(),
+            action: call.actions_text(),
+            resource: resource.to_string(),
+        });
+    }
+
     /// The policy point: checks `call` against the step's grants and the hooks before any I/O.
     /// A refusal is a `denied` error naming the missing grant, and is reported as an event.
     pub(crate) fn authorize<'a>(&mut self, call: Call<'a>) -> Result<InFlight<'a>, CapabilityError> {
-        if let (Some(action), Some(resource)) = (call.action, call.resource) {
-            let path = ResourcePath::parse(resource).map_err(|e| {
-                CapabilityError::guest(ErrorKind::Invalid, "InvalidResourceId", format!("{}: {e}", call.name))
-            })?;
-            if !self.grants.allows(action, &path) {
-                self.hooks.denied(&self.step, &call);
-                (self.events)(&Event::CallDenied {
-                    step: self.step.clone(),
-                    call: call.name.to_string(),
-                    action: action.to_string(),
-                    resource: resource.to_string(),
-                });
-                tracing::warn!(step = %self.step, call = call.name, %action, resource, "denied by grants");
+        if let Some(resource) = call.resource {
+            if let Some(action) = self.grants.missing(&call.actions, resource) {
+                self.report_denied(&call, &resource.to_string());
+                tracing::warn!(step = %self.step, call = call.name, %action, %resource, "denied by grants");
                 return Err(CapabilityError::guest(
                     ErrorKind::Denied,
                     "GrantMissing",
@@ -211,6 +265,11 @@ impl StepContext {
                     ),
                 ));
             }
+        } else if !call.actions.is_empty() {
+            return Err(CapabilityError::trap(wasmtime::Error::msg(format!(
+                "{}: a call that needs a grant names no resource",
+                call.name
+            ))));
         }
         self.hooks.before(&self.step, &call).map_err(CapabilityError::Guest)?;
         self.seq += 1;
@@ -263,7 +322,7 @@ impl StepContext {
         (self.events)(&Event::Call {
             step: self.step.clone(),
             call: flight.call.name.to_string(),
-            resource: flight.call.resource.map(str::to_string),
+            resource: flight.call.resource.map(ToString::to_string),
             ok,
             duration,
             retries: wire.retries,
@@ -277,33 +336,42 @@ impl StepContext {
     }
 }
 
+/// What a resource id argument must name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect {
+    /// Any resource id (a scope, a generic ARM path).
+    Any,
+    /// `/subscriptions/{id}`.
+    Subscription,
+    /// One resource of this provider type, e.g. `Microsoft.KeyVault/vaults`.
+    Resource(&'static str),
+}
+
+/// The provider types the dedicated capabilities take.
+pub(crate) const CLUSTER: Expect = Expect::Resource("Microsoft.ContainerService/managedClusters");
+pub(crate) const VAULT: Expect = Expect::Resource("Microsoft.KeyVault/vaults");
+pub(crate) const IDENTITY: Expect = Expect::Resource("Microsoft.ManagedIdentity/userAssignedIdentities");
+
 /// Shorthand for a capability function: authorise, call the backend, finish. The body must be
 /// one backend method call, `|b, auth| b.method(auth, args…)`, so that the arguments can be
-/// recorded (as `Debug` text: no WIT argument can carry a secret value or a token).
+/// recorded (as `Debug` text: no WIT argument can carry a secret value or a token). `resource`
+/// is an already parsed `Option<&ResourceId>` (see [`StepContext::resource_arg`]).
 macro_rules! capability_call {
-    ($ctx:expr, $name:literal, $action:expr, $resource:expr,
-     |$backend:ident, $auth:ident| { $b:ident . $method:ident ( $a:ident $(, $arg:expr)* $(,)? ) }) => {
-        $crate::capabilities::capability_call!(@go $ctx, $name, $action, $resource, $backend, $auth,
-            $b.$method($a $(, $arg)*), ($($arg,)*))
-    };
-    ($ctx:expr, $name:literal, $action:expr, $resource:expr,
-     |$backend:ident, $auth:ident| $b:ident . $method:ident ( $a:ident $(, $arg:expr)* $(,)? )) => {
-        $crate::capabilities::capability_call!(@go $ctx, $name, $action, $resource, $backend, $auth,
-            $b.$method($a $(, $arg)*), ($($arg,)*))
-    };
-    (@go $ctx:expr, $name:literal, $action:expr, $resource:expr, $backend:ident, $auth:ident, $body:expr, $args:expr) => {{
-        let resource: Option<&str> = $resource;
+    ($ctx:expr, $name:literal, $actions:expr, $resource:expr,
+     |$backend:ident, $auth:ident| $b:ident . $method:ident ( $a:ident $(, $arg:expr)* $(,)? )) => {{
+        let resource: Option<&$crate::resource_id::ResourceId> = $resource;
         let mut flight = $ctx.authorize($crate::capabilities::Call {
             name: $name,
-            action: $action,
+            actions: $actions.to_vec(),
             resource,
-            args: $crate::capabilities::args_text(&$args),
+            args: $crate::capabilities::args_text(&($($arg,)*)),
         })?;
         // One span per capability with a stable name, e.g. `kmsflow.aks.set-kms` (`-v` shows them).
-        flight.span = tracing::info_span!(concat!("kmsflow.", $name), step = %$ctx.step, resource);
+        let shown = resource.map(ToString::to_string);
+        flight.span = tracing::info_span!(concat!("kmsflow.", $name), step = %$ctx.step, resource = shown.as_deref());
         let $backend = $ctx.backend();
         let $auth = &flight.auth;
-        let call = $crate::cloud::wire::collect($body);
+        let call = $crate::cloud::wire::collect($b.$method($a $(, $arg)*));
         let (result, wire) = tracing::Instrument::instrument(call, flight.span.clone()).await;
         $ctx.finish(flight, result, wire)
     }};

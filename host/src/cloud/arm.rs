@@ -3,6 +3,7 @@
 //! total deadline, ARM error bodies mapped to the WIT error, `x-ms-request-id` kept, and
 //! long-running operations awaited (`Azure-AsyncOperation`, `Location`, `provisioningState`).
 
+use crate::resource_id::ResourceId;
 use crate::wit::types::{Error as WitError, ErrorKind};
 use azure_core::credentials::TokenCredential;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -10,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use url::Url;
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,9 @@ pub enum CloudError {
     /// No token could be obtained.
     #[error("cannot get a token: {0}")]
     Auth(String),
+    /// The host refused to build the request (an invalid api-version, a link to another host).
+    #[error("{0}")]
+    Invalid(String),
     /// A long-running operation ended `Failed` or `Canceled`.
     #[error("operation {status}: {code}: {message}")]
     OperationFailed {
@@ -96,6 +101,7 @@ impl CloudError {
                 (kind, code.clone(), message.clone())
             }
             CloudError::Unavailable(m) => (ErrorKind::Unavailable, String::new(), m.clone()),
+            CloudError::Invalid(m) => (ErrorKind::Invalid, "InvalidRequest".to_string(), m.clone()),
             CloudError::Auth(m) => (ErrorKind::Denied, "CredentialUnavailable".to_string(), m.clone()),
             CloudError::OperationFailed { code, message, .. } => (ErrorKind::Conflict, code.clone(), message.clone()),
         };
@@ -176,19 +182,52 @@ impl ArmClient {
         }
     }
 
-    fn url(&self, path: &str, api_version: &str) -> String {
-        if path.starts_with("https://") {
-            return path.to_string();
+    /// The URL of `id` on this client's endpoint: the endpoint's path, then each segment of `id`
+    /// pushed through the `url` crate's segment API (never string concatenation), then the
+    /// query pairs and a checked api-version. What reaches the wire is the id the grant check saw.
+    pub fn url(&self, id: &ResourceId, api_version: &str, query: &[(&str, &str)]) -> Result<Url, CloudError> {
+        crate::names::api_version(api_version).map_err(|e| CloudError::Invalid(e.to_string()))?;
+        let mut url = Url::parse(&self.endpoint)
+            .map_err(|e| CloudError::Invalid(format!("the endpoint {} is not a URL: {e}", self.endpoint)))?;
+        url.path_segments_mut()
+            .map_err(|()| CloudError::Invalid(format!("the endpoint {} cannot have a path", self.endpoint)))?
+            .pop_if_empty()
+            .extend(id.segments());
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in query {
+                pairs.append_pair(k, v);
+            }
+            pairs.append_pair("api-version", api_version);
         }
-        let sep = if path.contains('?') { '&' } else { '?' };
-        format!("{}{path}{sep}api-version={api_version}", self.endpoint)
+        Ok(url)
+    }
+
+    /// A link the service handed back (`nextLink`, `Azure-AsyncOperation`, `Location`), accepted
+    /// only on this client's own scheme, host and port, so no token is ever sent elsewhere.
+    pub fn follow(&self, link: &str) -> Result<Url, CloudError> {
+        let url = Url::parse(link).map_err(|e| CloudError::Invalid(format!("the service's link is not a URL: {e}")))?;
+        let base = Url::parse(&self.endpoint).ok();
+        let same = base.as_ref().is_some_and(|b| {
+            b.scheme() == url.scheme()
+                && b.host_str() == url.host_str()
+                && b.port_or_known_default() == url.port_or_known_default()
+        });
+        if !same || !url.username().is_empty() || url.password().is_some() {
+            return Err(CloudError::Invalid(format!(
+                "the service linked to {}, which is not {}; refusing to follow",
+                url.origin().ascii_serialization(),
+                self.endpoint
+            )));
+        }
+        Ok(url)
     }
 
     /// Sends one request (with retries), `extra` headers such as `If-Match` included.
     pub async fn send(
         &self,
         method: Method,
-        url: &str,
+        url: Url,
         body: Option<&Value>,
         extra: &[(&str, &str)],
     ) -> Result<ArmResponse, CloudError> {
@@ -200,7 +239,10 @@ impl ArmClient {
                 .get_token(&[&self.scope], None)
                 .await
                 .map_err(|e| CloudError::Auth(e.to_string()))?;
-            let mut req = self.http.request(method.clone(), url).bearer_auth(token.token.secret());
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.token.secret());
             for (name, value) in extra {
                 if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
                     req = req.header(n, v);
@@ -272,7 +314,7 @@ impl ArmClient {
                     "{method} {url} gave up after {attempt} attempts: {last_error}"
                 )));
             }
-            tracing::debug!(%method, url, attempt, ?delay, "retrying: {last_error}");
+            tracing::debug!(%method, %url, attempt, ?delay, "retrying: {last_error}");
             tokio::time::sleep(delay).await;
         }
     }
@@ -292,32 +334,59 @@ impl ArmClient {
         Ok(token.token.secret().to_string())
     }
 
-    pub async fn get(&self, path: &str, api_version: &str) -> Result<ArmResponse, CloudError> {
-        self.send(Method::GET, &self.url(path, api_version), None, &[]).await
+    pub async fn get(&self, id: &ResourceId, api_version: &str) -> Result<ArmResponse, CloudError> {
+        self.send(Method::GET, self.url(id, api_version, &[])?, None, &[]).await
+    }
+
+    /// A GET with extra query pairs (a list's `$filter`), each encoded by the `url` crate.
+    pub async fn get_query(
+        &self,
+        id: &ResourceId,
+        api_version: &str,
+        query: &[(&str, &str)],
+    ) -> Result<ArmResponse, CloudError> {
+        self.send(Method::GET, self.url(id, api_version, query)?, None, &[])
+            .await
+    }
+
+    /// A GET of a link the service returned (`nextLink`), on this client's own host only.
+    pub async fn get_link(&self, link: &str) -> Result<ArmResponse, CloudError> {
+        self.send(Method::GET, self.follow(link)?, None, &[]).await
     }
 
     pub async fn put(
         &self,
-        path: &str,
+        id: &ResourceId,
         api_version: &str,
         body: &Value,
         extra: &[(&str, &str)],
     ) -> Result<ArmResponse, CloudError> {
-        self.send(Method::PUT, &self.url(path, api_version), Some(body), extra)
+        self.send(Method::PUT, self.url(id, api_version, &[])?, Some(body), extra)
             .await
     }
 
-    pub async fn patch(&self, path: &str, api_version: &str, body: &Value) -> Result<ArmResponse, CloudError> {
-        self.send(Method::PATCH, &self.url(path, api_version), Some(body), &[])
+    pub async fn patch(&self, id: &ResourceId, api_version: &str, body: &Value) -> Result<ArmResponse, CloudError> {
+        self.send(Method::PATCH, self.url(id, api_version, &[])?, Some(body), &[])
             .await
     }
 
-    pub async fn post(&self, path: &str, api_version: &str, body: Option<&Value>) -> Result<ArmResponse, CloudError> {
-        self.send(Method::POST, &self.url(path, api_version), body, &[]).await
+    pub async fn post(
+        &self,
+        id: &ResourceId,
+        api_version: &str,
+        body: Option<&Value>,
+    ) -> Result<ArmResponse, CloudError> {
+        self.send(Method::POST, self.url(id, api_version, &[])?, body, &[])
+            .await
     }
 
     /// Waits for the long-running operation `first` started on `path`, then returns the resource.
-    pub async fn wait(&self, path: &str, api_version: &str, first: ArmResponse) -> Result<ArmResponse, CloudError> {
+    pub async fn wait(
+        &self,
+        path: &ResourceId,
+        api_version: &str,
+        first: ArmResponse,
+    ) -> Result<ArmResponse, CloudError> {
         let header = |name: &str| {
             first
                 .headers
@@ -329,7 +398,7 @@ impl ArmClient {
         if let Some(status_url) = header("azure-asyncoperation") {
             loop {
                 tokio::time::sleep(delay).await;
-                let poll = self.send(Method::GET, &status_url, None, &[]).await?;
+                let poll = self.send(Method::GET, self.follow(&status_url)?, None, &[]).await?;
                 let status = poll.body["status"].as_str().unwrap_or("InProgress").to_string();
                 if terminal(&status) {
                     if status != "Succeeded" {
@@ -348,7 +417,7 @@ impl ArmClient {
         if let Some(location) = header("location").filter(|_| first.status == 202) {
             loop {
                 tokio::time::sleep(delay).await;
-                let poll = self.send(Method::GET, &location, None, &[]).await?;
+                let poll = self.send(Method::GET, self.follow(&location)?, None, &[]).await?;
                 if poll.status != 202 {
                     return self.get(path, api_version).await;
                 }

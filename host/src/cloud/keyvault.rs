@@ -1,6 +1,10 @@
 //! The Key Vault data plane: the bearer-challenge flow (the first request goes without a token;
 //! the 401's `WWW-Authenticate` names the authority and resource, which must be the vault host's
-//! own suffix), then keys with the ARM client's retries, against absolute vault URLs.
+//! own suffix), then keys with the ARM client's retries.
+//!
+//! Every URL is built from a checked vault URL ([`KeyVaultClient::vault_url`]: `https`, the host
+//! `{vault name}.{the target cloud's Key Vault suffix}`, nothing else) and checked segments
+//! (key names and versions, see [`crate::names`]) with the `url` crate's segment API.
 
 use super::arm::{ArmClient, ArmResponse, CloudError, RetryPolicy};
 use azure_core::credentials::TokenCredential;
@@ -8,6 +12,10 @@ use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use url::Url;
+
+/// The data-plane api-version.
+const API_VERSION: &str = "7.5";
 
 /// A data-plane client for every vault of one cloud and credential.
 pub struct KeyVaultClient {
@@ -16,6 +24,8 @@ pub struct KeyVaultClient {
     policy: RetryPolicy,
     /// Per resource (`https://vault.azure.net`): the client that holds tokens for it.
     clients: Mutex<HashMap<String, ArmClient>>,
+    /// The target cloud's Key Vault DNS suffix (`vault.azure.net`); vault hosts must end with it.
+    dns_suffix: Option<String>,
 }
 
 /// `key="value"` pairs of a `Bearer` challenge.
@@ -45,15 +55,50 @@ impl KeyVaultClient {
             credential,
             policy,
             clients: Mutex::new(HashMap::new()),
+            dns_suffix: None,
         }
     }
 
+    /// Accept only vault hosts `{name}.{suffix}` (the target cloud's Key Vault DNS suffix).
+    pub fn with_dns_suffix(mut self, suffix: &str) -> Self {
+        self.dns_suffix = Some(suffix.trim_matches('.').to_ascii_lowercase());
+        self
+    }
+
+    /// Checks the `vaultUri` Resource Manager reported for vault `name`: `https`, no user
+    /// info, query or path, and the host `{name}.{suffix}`. The result is the only base the
+    /// data-plane calls are built on.
+    pub fn vault_url(&self, vault_uri: &str, name: &str) -> Result<Url, CloudError> {
+        let bad = |why: &str| {
+            CloudError::Invalid(format!(
+                "vault {name}: its vaultUri `{}` {why}",
+                crate::resource_id::shorten(vault_uri)
+            ))
+        };
+        let url = Url::parse(vault_uri).map_err(|_| bad("is not a URL"))?;
+        if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("is not a plain https URL"));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !matches!(url.path(), "" | "/") {
+            return Err(bad("has a path, query or fragment"));
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let expected = match &self.dns_suffix {
+            Some(suffix) => host == format!("{}.{suffix}", name.to_ascii_lowercase()),
+            None => host.split('.').next() == Some(name.to_ascii_lowercase().as_str()) && host.contains('.'),
+        };
+        if !expected {
+            return Err(bad("does not name this vault on this cloud's Key Vault host"));
+        }
+        Ok(url)
+    }
+
     /// The client for `vault_uri`, discovering its token resource through the challenge.
-    async fn client(&self, vault_uri: &str) -> Result<ArmClient, CloudError> {
-        let probe = format!("{}/keys?api-version=7.5", vault_uri.trim_end_matches('/'));
+    async fn client(&self, vault: &Url) -> Result<ArmClient, CloudError> {
+        let probe = url_of(vault, &["keys"]);
         let resp = self
             .http
-            .get(&probe)
+            .get(probe.clone())
             .send()
             .await
             .map_err(|e| CloudError::Unavailable(format!("{probe}: {e}")))?;
@@ -64,7 +109,7 @@ impl KeyVaultClient {
             .map(str::to_string)
             .ok_or_else(|| {
                 CloudError::Unavailable(format!(
-                    "{vault_uri} did not answer with a bearer challenge ({})",
+                    "{vault} did not answer with a bearer challenge ({})",
                     resp.status()
                 ))
             })?;
@@ -73,12 +118,12 @@ impl KeyVaultClient {
             .get("resource")
             .or_else(|| params.get("scope"))
             .cloned()
-            .ok_or_else(|| CloudError::Auth(format!("the challenge of {vault_uri} names no resource")))?;
+            .ok_or_else(|| CloudError::Auth(format!("the challenge of {vault} names no resource")))?;
         let resource_host = host_of(&resource);
-        if !host_of(vault_uri).ends_with(&format!(".{resource_host}")) {
+        let vault_host = vault.host_str().unwrap_or_default().to_ascii_lowercase();
+        if !vault_host.ends_with(&format!(".{resource_host}")) {
             return Err(CloudError::Auth(format!(
-                "the challenge resource {resource} does not match the vault host {}",
-                host_of(vault_uri)
+                "the challenge resource {resource} does not match the vault host {vault_host}"
             )));
         }
         let scope = format!(
@@ -93,12 +138,13 @@ impl KeyVaultClient {
         Ok(client)
     }
 
-    /// One data-plane call on `{vault_uri}{path}` (api-version 7.5).
+    /// One data-plane call on `vault` (from [`KeyVaultClient::vault_url`]) at `segments`
+    /// (each already checked by [`crate::names`]), api-version 7.5.
     pub async fn call(
         &self,
         method: Method,
-        vault_uri: &str,
-        path: &str,
+        vault: &Url,
+        segments: &[&str],
         body: Option<&Value>,
     ) -> Result<ArmResponse, CloudError> {
         let client = {
@@ -111,29 +157,45 @@ impl KeyVaultClient {
                 .cloned();
             match cached {
                 Some(c) => c,
-                None => self.client(vault_uri).await?,
+                None => self.client(vault).await?,
             }
         };
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let url = format!("{}{path}{sep}api-version=7.5", vault_uri.trim_end_matches('/'));
-        client.send(method, &url, body, &[]).await
+        client.send(method, url_of(vault, segments), body, &[]).await
     }
 
-    /// Follows `nextLink`s from a list call.
-    pub async fn list(&self, vault_uri: &str, path: &str) -> Result<Vec<Value>, CloudError> {
+    /// Follows `nextLink`s from a list call, only on the vault's own host.
+    pub async fn list(&self, vault: &Url, segments: &[&str]) -> Result<Vec<Value>, CloudError> {
         let mut out = Vec::new();
-        let mut page = self.call(Method::GET, vault_uri, path, None).await?.body;
+        let mut page = self.call(Method::GET, vault, segments, None).await?.body;
         loop {
             out.extend(page["value"].as_array().cloned().unwrap_or_default());
             match page["nextLink"].as_str().filter(|n| !n.is_empty()) {
                 Some(next) => {
-                    let client = self.client(vault_uri).await?;
+                    let next = Url::parse(next).map_err(|e| CloudError::Invalid(format!("nextLink: {e}")))?;
+                    if next.origin() != vault.origin() {
+                        return Err(CloudError::Invalid(format!(
+                            "the vault linked to {}; refusing to follow",
+                            next.origin().ascii_serialization()
+                        )));
+                    }
+                    let client = self.client(vault).await?;
                     page = client.send(Method::GET, next, None, &[]).await?.body;
                 }
                 None => return Ok(out),
             }
         }
     }
+}
+
+/// `vault` with its path replaced by `segments` (encoded one by one) and the api-version.
+fn url_of(vault: &Url, segments: &[&str]) -> Url {
+    let mut url = vault.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear().extend(segments);
+    }
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("api-version", API_VERSION);
+    url
 }
 
 #[cfg(test)]
@@ -148,5 +210,41 @@ mod tests {
         assert_eq!(p["authorization"], "https://login.windows.net/t1");
         assert_eq!(p["resource"], "https://vault.azure.net");
         assert_eq!(host_of("https://kv1.vault.azure.net:8443/keys"), "kv1.vault.azure.net");
+    }
+
+    #[test]
+    fn vault_urls_must_name_the_vault_on_the_clouds_host() {
+        let kv = KeyVaultClient::new(reqwest::Client::new(), Arc::new(NoCredential), RetryPolicy::default())
+            .with_dns_suffix("vault.azure.net");
+        assert!(kv.vault_url("https://kv1.vault.azure.net/", "kv1").is_ok());
+        for bad in [
+            "https://kv2.vault.azure.net/",
+            "http://kv1.vault.azure.net/",
+            "https://kv1.vault.azure.net.evil.example/",
+            "https://user@kv1.vault.azure.net/",
+            "https://kv1.vault.azure.net/keys/",
+            "https://kv1.vault.azure.net/?x=1",
+        ] {
+            assert!(kv.vault_url(bad, "kv1").is_err(), "{bad}");
+        }
+        let base = kv.vault_url("https://kv1.vault.azure.net/", "kv1").unwrap();
+        assert_eq!(
+            url_of(&base, &["keys", "k1", "create"]).as_str(),
+            "https://kv1.vault.azure.net/keys/k1/create?api-version=7.5"
+        );
+    }
+
+    #[derive(Debug)]
+    struct NoCredential;
+
+    #[async_trait::async_trait]
+    impl TokenCredential for NoCredential {
+        async fn get_token(
+            &self,
+            _scopes: &[&str],
+            _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            Err(azure_core::Error::new(azure_core::error::ErrorKind::Credential, "none"))
+        }
     }
 }

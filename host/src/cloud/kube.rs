@@ -8,6 +8,7 @@
 
 use super::arm::{retry_after, ArmClient, CloudError, RetryPolicy};
 use super::wire;
+use crate::resource_id::ResourceId;
 use crate::wit::kubernetes::{Pod, RewritePage, State};
 use crate::wit::types::{Error as WitError, ErrorKind};
 use base64::Engine;
@@ -211,8 +212,12 @@ impl KubeClients {
         self
     }
 
-    async fn config_for(&self, cluster: &str) -> KResult<kube::Config> {
-        if let Some(ctx) = self.contexts.iter().find(|c| c.cluster.eq_ignore_ascii_case(cluster)) {
+    async fn config_for(&self, cluster: &ResourceId) -> KResult<kube::Config> {
+        if let Some(ctx) = self
+            .contexts
+            .iter()
+            .find(|c| ResourceId::parse(&c.cluster).is_ok_and(|id| id == *cluster))
+        {
             let kubeconfig = Kubeconfig::read_from(&ctx.kubeconfig)
                 .map_err(|e| KubeError::Client(format!("cannot read {}: {e}", ctx.kubeconfig.display())))?;
             let options = KubeConfigOptions {
@@ -223,14 +228,10 @@ impl KubeClients {
                 .await
                 .map_err(|e| KubeError::Client(format!("kubeconfig {}: {e}", ctx.kubeconfig.display())));
         }
-        let credential = self
-            .arm
-            .post(
-                &format!("{cluster}/listClusterAdminCredential"),
-                &self.api_version,
-                None,
-            )
-            .await?;
+        let action = cluster
+            .child(&["listClusterAdminCredential"])
+            .map_err(|e| KubeError::Client(e.to_string()))?;
+        let credential = self.arm.post(&action, &self.api_version, None).await?;
         let encoded = credential.body["kubeconfigs"][0]["value"].as_str().ok_or_else(|| {
             KubeError::Client(format!("{cluster}: listClusterAdminCredential returned no kubeconfig"))
         })?;
@@ -247,8 +248,8 @@ impl KubeClients {
             .map_err(|_| KubeError::Client(format!("{cluster}: the admin kubeconfig has no usable context")))
     }
 
-    async fn cluster(&self, cluster: &str) -> KResult<Cluster> {
-        let key = cluster.to_ascii_lowercase();
+    async fn cluster(&self, cluster: &ResourceId) -> KResult<Cluster> {
+        let key = cluster.to_string().to_ascii_lowercase();
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
@@ -265,8 +266,11 @@ impl KubeClients {
     }
 
     /// Forgets a cluster's client, e.g. after a 401 (rotated credential, moved API server).
-    async fn forget(&self, cluster: &str) {
-        self.cache.lock().await.remove(&cluster.to_ascii_lowercase());
+    async fn forget(&self, cluster: &ResourceId) {
+        self.cache
+            .lock()
+            .await
+            .remove(&cluster.to_string().to_ascii_lowercase());
     }
 
     /// Sends `req` with retries for 429 (honouring `Retry-After`, pausing every request to this
@@ -337,7 +341,7 @@ impl KubeClients {
 
     /// Runs `op` on the cluster's client; after a 401 it rebuilds the client once (the admin
     /// credential may have been rotated) and tries again.
-    async fn with_cluster<T, F, Fut>(&self, cluster: &str, op: F) -> KResult<T>
+    async fn with_cluster<T, F, Fut>(&self, cluster: &ResourceId, op: F) -> KResult<T>
     where
         F: Fn(Cluster) -> Fut,
         Fut: std::future::Future<Output = KResult<T>>,
@@ -372,7 +376,7 @@ impl KubeClients {
     }
 
     /// Secrets in all namespaces, from metadata-only lists.
-    pub async fn count_secrets(&self, cluster: &str) -> KResult<u64> {
+    pub async fn count_secrets(&self, cluster: &ResourceId) -> KResult<u64> {
         self.with_cluster(cluster, |c| async move {
             let mut total = 0u64;
             let mut token: Option<String> = None;
@@ -394,7 +398,12 @@ impl KubeClients {
     /// One page of the rewrite (design.md §7): list metadata from `token`, then a no-op merge
     /// patch with each item's `resourceVersion` as precondition, `concurrency` in flight. The API
     /// server re-encrypts the stale ones; the answers are metadata only.
-    pub async fn rewrite_page(&self, cluster: &str, token: Option<&str>, page_size: u32) -> KResult<RewritePage> {
+    pub async fn rewrite_page(
+        &self,
+        cluster: &ResourceId,
+        token: Option<&str>,
+        page_size: u32,
+    ) -> KResult<RewritePage> {
         let limit = match page_size {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
@@ -455,6 +464,15 @@ impl KubeClients {
     /// The no-op update of one secret: `{"metadata":{"resourceVersion":rv}}` as a merge patch,
     /// answered as `PartialObjectMetadata` so no secret data comes back.
     async fn touch_secret(&self, c: &Cluster, ns: &str, name: &str, rv: &str) -> KResult<()> {
+        // Names come from the server's listing; still, none may reshape the request path.
+        let plain = |s: &str| !s.is_empty() && !s.contains('/') && s != "." && s != "..";
+        if !plain(ns) || !plain(name) {
+            return Err(KubeError::Client(format!(
+                "the API server listed a secret `{}/{}` that is not a Kubernetes name",
+                crate::resource_id::shorten(ns),
+                crate::resource_id::shorten(name)
+            )));
+        }
         let patch = Patch::Merge(json!({"metadata": {"resourceVersion": rv}}));
         let req = Request::new(format!("/api/v1/namespaces/{ns}/secrets"))
             .patch_metadata(name, &PatchParams::default(), &patch)
@@ -463,7 +481,9 @@ impl KubeClients {
     }
 
     /// Pods in `namespace` matching `selector`.
-    pub async fn list_pods(&self, cluster: &str, namespace: &str, selector: &str) -> KResult<Vec<Pod>> {
+    pub async fn list_pods(&self, cluster: &ResourceId, namespace: &str, selector: &str) -> KResult<Vec<Pod>> {
+        crate::names::namespace(namespace).map_err(|e| KubeError::Client(e.to_string()))?;
+        crate::names::label_selector(selector).map_err(|e| KubeError::Client(e.to_string()))?;
         self.with_cluster(cluster, |c| async move {
             let mut lp = ListParams::default();
             if !selector.is_empty() {
@@ -502,7 +522,7 @@ impl KubeClients {
     }
 
     /// The `kube-system/kmsflow-kms-state` ConfigMap, if any.
-    pub async fn get_state(&self, cluster: &str) -> KResult<Option<State>> {
+    pub async fn get_state(&self, cluster: &ResourceId) -> KResult<Option<State>> {
         self.with_cluster(cluster, |c| async move { Ok(self.read_state(&c).await?.map(state_of)) })
             .await
     }
@@ -511,7 +531,7 @@ impl KubeClients {
     /// capability reports `precondition`); without, the write replaces whatever is there.
     pub async fn put_state(
         &self,
-        cluster: &str,
+        cluster: &ResourceId,
         data: &[(String, String)],
         resource_version: Option<&str>,
     ) -> KResult<State> {

@@ -121,7 +121,7 @@ impl CallHooks for JournalHooks {
                 step: step.to_string(),
                 seq: outcome.seq,
                 call: call.name.to_string(),
-                resource: call.resource.map(str::to_string),
+                resource: call.resource.map(ToString::to_string),
                 write: call.writes(),
                 args: call.args.clone(),
                 ok: outcome.error.is_none() && !outcome.trapped,
@@ -143,8 +143,12 @@ impl CallHooks for JournalHooks {
         let record = Record::CallDenied {
             step: step.to_string(),
             call: call.name.to_string(),
-            action: call.action.map(|a| a.to_string()).unwrap_or_default(),
-            resource: call.resource.unwrap_or_default().to_string(),
+            action: call.actions_text(),
+            // A refused (unparsable) id is recorded shortened, in `args`.
+            resource: call
+                .resource
+                .map(ToString::to_string)
+                .unwrap_or_else(|| call.args.clone()),
         };
         if let Err(e) = self.journal.append(record) {
             tracing::error!("{e}");

@@ -82,7 +82,7 @@ fn fast() -> RetryPolicy {
 async fn two_hundred_calls_complete_through_throttling_5xx_and_dropped_connections() {
     let s = setup(fast()).await;
     s.arm
-        .put(&s.rg(), "2021-04-01", &json!({"location": "westeurope"}), &[])
+        .put(&id(&s.rg()), "2021-04-01", &json!({"location": "westeurope"}), &[])
         .await
         .unwrap();
     s.faults(json!({"seed": 42, "throttle_percent": 20, "retry_after_s": 0, "error_percent": 5, "drop_percent": 5}))
@@ -91,7 +91,7 @@ async fn two_hundred_calls_complete_through_throttling_5xx_and_dropped_connectio
     for i in 0..200 {
         let resp = s
             .arm
-            .get(&s.rg(), "2021-04-01")
+            .get(&id(&s.rg()), "2021-04-01")
             .await
             .unwrap_or_else(|e| panic!("call {i}: {e}"));
         assert_eq!(resp.body["name"], "rg1");
@@ -107,7 +107,7 @@ async fn service_errors_keep_azures_code_and_map_to_wit_kinds() {
     let err = s
         .arm
         .get(
-            &format!("{}/providers/Microsoft.KeyVault/vaults/kv1", s.rg()),
+            &id(&format!("{}/providers/Microsoft.KeyVault/vaults/kv1", s.rg())),
             "2025-05-01",
         )
         .await
@@ -127,7 +127,7 @@ async fn service_errors_keep_azures_code_and_map_to_wit_kinds() {
 async fn long_running_operations_are_awaited_to_the_final_state() {
     let s = setup(fast()).await;
     s.arm
-        .put(&s.rg(), "2021-04-01", &json!({"location": "westeurope"}), &[])
+        .put(&id(&s.rg()), "2021-04-01", &json!({"location": "westeurope"}), &[])
         .await
         .unwrap();
     let identity = format!(
@@ -135,15 +135,19 @@ async fn long_running_operations_are_awaited_to_the_final_state() {
         s.rg()
     );
     s.arm
-        .put(&identity, "2023-01-31", &json!({"location": "westeurope"}), &[])
+        .put(&id(&identity), "2023-01-31", &json!({"location": "westeurope"}), &[])
         .await
         .unwrap();
     let cluster = format!("{}/providers/Microsoft.ContainerService/managedClusters/aks1", s.rg());
     let body = json!({"location": "westeurope", "identity": {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}},
         "properties": {"kubernetesVersion": "1.29"}});
-    let first = s.arm.put(&cluster, "2025-10-01", &body, &[]).await.unwrap();
+    let first = s.arm.put(&id(&cluster), "2025-10-01", &body, &[]).await.unwrap();
     assert_eq!(first.body["properties"]["provisioningState"], "Creating");
-    let done = s.arm.wait(&cluster, "2025-10-01", first).await.unwrap();
+    let done = s.arm.wait(&id(&cluster), "2025-10-01", first).await.unwrap();
     assert_eq!(done.body["properties"]["provisioningState"], "Succeeded");
     assert_eq!(done.body["properties"]["currentKubernetesVersion"], "1.29.14");
+}
+
+fn id(text: &str) -> kmsflow::ResourceId {
+    kmsflow::ResourceId::parse(text).unwrap()
 }

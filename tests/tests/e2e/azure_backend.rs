@@ -50,9 +50,14 @@ async fn local() -> Local {
     );
     let kv = KeyVaultClient::new(client.clone(), cred, RetryPolicy::default());
     let rg = format!("/subscriptions/{}/resourceGroups/rg1", p.default_subscription);
-    arm.put(&rg, "2021-04-01", &serde_json::json!({"location": "westeurope"}), &[])
-        .await
-        .unwrap();
+    arm.put(
+        &id(&rg),
+        "2021-04-01",
+        &serde_json::json!({"location": "westeurope"}),
+        &[],
+    )
+    .await
+    .unwrap();
     let target = Target::new(
         "local",
         Arc::new(AzureBackend::new(arm.clone(), kv, ApiVersions::default())),
@@ -144,7 +149,7 @@ async fn run(rbac: bool) {
         "{uri}"
     );
 
-    let vault_doc = arm.get(&vault, "2025-05-01").await.unwrap().body;
+    let vault_doc = arm.get(&id(&vault), "2025-05-01").await.unwrap().body;
     assert_eq!(vault_doc["properties"]["enablePurgeProtection"], true);
     let admin = |path: &str| {
         let url = format!("{}{path}", p.resource_manager.trim_end_matches('/'));
@@ -218,7 +223,7 @@ async fn the_generic_arm_capability_tags_a_created_cluster_but_never_reads_crede
     } = local().await;
     let identity = format!("{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aks1");
     arm.put(
-        &identity,
+        &id(&identity),
         "2023-01-31",
         &serde_json::json!({"location": "westeurope"}),
         &[],
@@ -255,7 +260,7 @@ async fn the_generic_arm_capability_tags_a_created_cluster_but_never_reads_crede
         output(&outputs, "credentials"),
         Some(text("denied:CredentialsNotExposed"))
     );
-    let doc = arm.get(&cluster, "2026-01-01").await.unwrap().body;
+    let doc = arm.get(&id(&cluster), "2026-01-01").await.unwrap().body;
     assert_eq!(doc["tags"]["team"], "platform");
     let log: serde_json::Value = client
         .get(format!("{}_admin/requests", p.resource_manager))
@@ -274,4 +279,8 @@ async fn the_generic_arm_capability_tags_a_created_cluster_but_never_reads_crede
             .contains("credential")),
         "the credential request never left the host"
     );
+}
+
+fn id(text: &str) -> kmsflow::ResourceId {
+    kmsflow::ResourceId::parse(text).unwrap()
 }

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use kmsflow::capabilities::CapabilityError;
 use kmsflow::wit::{aks, keyvault, types::Param, types::Value};
-use kmsflow::{Authorized, CloudBackend, Event, Grant, Grants, StepLimits, StepRun, Target};
+use kmsflow::{Authorized, CloudBackend, Event, Grant, Grants, ResourceId, StepLimits, StepRun, Target};
 use kmsflow_tests::{output, runtime, test_plugin, Recorder};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ struct Counting {
 
 #[async_trait]
 impl CloudBackend for Counting {
-    async fn get_vault(&self, _: &Authorized, _: &str) -> Result<keyvault::Vault, CapabilityError> {
+    async fn get_vault(&self, _: &Authorized, _: &ResourceId) -> Result<keyvault::Vault, CapabilityError> {
         self.get_vault.fetch_add(1, Ordering::SeqCst);
         Err(CapabilityError::guest(
             kmsflow::wit::types::ErrorKind::Internal,
@@ -31,7 +31,7 @@ impl CloudBackend for Counting {
         ))
     }
 
-    async fn get_cluster(&self, auth: &Authorized, id: &str) -> Result<aks::Cluster, CapabilityError> {
+    async fn get_cluster(&self, auth: &Authorized, id: &ResourceId) -> Result<aks::Cluster, CapabilityError> {
         self.get_cluster.fetch_add(1, Ordering::SeqCst);
         assert_eq!(auth.call(), "aks.get-cluster");
         Ok(aks::Cluster {

@@ -7,6 +7,7 @@
 mod common;
 
 mod arm_client;
+mod attacks;
 mod azure_backend;
 mod errors;
 mod grants;

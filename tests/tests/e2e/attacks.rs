@@ -1,0 +1,329 @@
+//! The grant promise tried as an attacker would (issue 11): generated resource ids that mix case,
+//! percent-encodings of every byte, dot segments, repeated and trailing slashes, backslashes,
+//! Unicode look-alikes and over-long inputs, sent by a hostile plugin through every capability
+//! that takes a resource id.
+//!
+//! The oracle is the local cloud's request log, not the parser: after the run, every request
+//! that reached the cloud must be for a resource the step's grant covers, read the way a lenient
+//! server would read its path (percent-decoded, dot segments resolved, case ignored).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common::{start, Cloud};
+use kmsflow::wit::types::{Param, Value};
+use kmsflow::{Grant, Grants, StepLimits, StepRun, Target, TargetSettings};
+use kmsflow_tests::{output, runtime, test_plugin, Recorder};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use reqwest::Method;
+
+/// Generated ids per capability mode; the CI run sends `CASES * MODES.len()` of them.
+const CASES: usize = 1000;
+/// The capability modes of `test-hostile` that take a resource id.
+const MODES: [&str; 5] = ["arm-get", "aks-get", "kube-count", "kv-get-vault", "identity-get"];
+
+/// Pieces an attacker appends to (or splices into) a granted id.
+fn piece() -> impl Strategy<Value = String> {
+    let fixed = prop::sample::select(vec![
+        "/..",
+        "/.",
+        "/%2e%2e",
+        "/%2E%2E",
+        "/.%2e",
+        "/%2e.",
+        "/%2e",
+        "/..%2f",
+        "%2f..",
+        "/%252e%252e",
+        "/..\\",
+        "\\..",
+        "\\",
+        "//",
+        "/",
+        "/%00",
+        "/%2f",
+        "/%5c",
+        "/%3f",
+        "?",
+        "#",
+        ";",
+        "/\u{ff0e}\u{ff0e}",
+        "/\u{2025}",
+        "/\u{2215}..",
+        "/\u{ff0f}..",
+        "/r\u{0261}2",
+        "/rg2",
+        "/resourceGroups/rg2",
+        "/aks2",
+        "/providers/Microsoft.ContainerService/managedClusters/aks2",
+        "/listClusterAdminCredential",
+        "/x",
+        "/X",
+        "/%41ks1",
+        "/ ",
+        "/\t",
+        "/\u{0}",
+    ])
+    .prop_map(str::to_string);
+    let encoded_byte = any::<u8>().prop_map(|b| format!("/%{b:02x}"));
+    let raw_char = any::<char>().prop_map(|c| format!("/{c}"));
+    prop_oneof![6 => fixed, 2 => encoded_byte, 1 => raw_char]
+}
+
+/// A granted or neighbouring id with attacker pieces, random case, and sometimes huge.
+fn hostile_id(granted: String, rg1: String) -> impl Strategy<Value = String> {
+    let base = prop::sample::select(vec![granted, rg1]);
+    (base, prop::collection::vec(piece(), 0..6), any::<u64>(), 0u8..20).prop_map(|(base, pieces, flips, size)| {
+        let mut id: String = base
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if flips >> (i % 64) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        for p in pieces {
+            id.push_str(&p);
+        }
+        if size == 0 {
+            id.push_str(&"/a".repeat(40_000));
+        }
+        id
+    })
+}
+
+/// `count` generated ids, the same every run (a fixed seed), so a failure reproduces.
+fn generate(count: usize, granted: &str, rg1: &str) -> Vec<String> {
+    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let strategy = hostile_id(granted.to_string(), rg1.to_string());
+    (0..count)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect()
+}
+
+/// How a lenient server reads a logged path: the segments after percent-decoding and resolving
+/// dot segments (`.`, `..`, `%2e%2e`), lowercase. `None` when decoding shows more structure
+/// (an encoded `/`, `\` or a dot segment after decoding) — treated as escaping.
+fn as_server_reads(path: &str) -> Option<Vec<String>> {
+    let url = url::Url::parse(&format!("https://host{path}")).ok()?;
+    let mut out = Vec::new();
+    for seg in url.path_segments()? {
+        let decoded = percent_encoding::percent_decode_str(seg)
+            .decode_utf8_lossy()
+            .to_lowercase();
+        if decoded.contains('/') || decoded.contains('\\') || decoded == ".." || decoded == "." {
+            return None;
+        }
+        out.push(decoded);
+    }
+    Some(out)
+}
+
+/// Whether `path`, as a server reads it, lies under `scope` (on whole segments).
+fn covered(path: &str, scope: &str) -> bool {
+    let scope: Vec<String> = scope
+        .trim_start_matches('/')
+        .split('/')
+        .map(str::to_lowercase)
+        .collect();
+    as_server_reads(path).is_some_and(|segs| segs.len() >= scope.len() && segs[..scope.len()] == scope[..])
+}
+
+/// The local cloud's request log after entry `after`: (method, host, path).
+async fn requests_after(c: &Cloud, after: i64) -> Vec<(String, String, String)> {
+    let (_, log) = c
+        .admin(Method::GET, &format!("/_admin/requests?after={after}"), None)
+        .await;
+    log["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or_default().to_string(),
+                r["host"].as_str().unwrap_or_default().to_string(),
+                r["path"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .filter(|(_, _, path)| !path.starts_with("/_admin") && !path.contains("/oauth2/"))
+        .collect()
+}
+
+async fn last_seq(c: &Cloud) -> i64 {
+    let (_, log) = c.admin(Method::GET, "/_admin/requests", None).await;
+    log["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["seq"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+/// Runs `test-hostile` in `mode` over `targets` with `grants`; returns one result line per target.
+async fn hostile(c: &Cloud, mode: &str, targets: &[String], extra: &[(&str, &str)], grants: Grants) -> Vec<String> {
+    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-hostile").await;
+    let mut params = vec![
+        Param {
+            name: "mode".into(),
+            value: text(mode),
+        },
+        Param {
+            name: "targets".into(),
+            value: Value::TextList(targets.to_vec()),
+        },
+    ];
+    for (name, value) in extra {
+        params.push(Param {
+            name: (*name).into(),
+            value: text(value),
+        });
+    }
+    let step = StepRun {
+        id: "attack".into(),
+        params,
+        grants,
+        limits: StepLimits::default(),
+    };
+    let report = rt
+        .run_step(&plugin, step, &target, &Recorder::default().options())
+        .await;
+    let outputs = report
+        .outcome
+        .unwrap_or_else(|e| panic!("{mode}: the step failed: {e}"));
+    let Some(Value::Text(results)) = output(&outputs, "results") else {
+        panic!("no results")
+    };
+    results.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_oracle_sees_through_encodings() {
+    let scope = "/subscriptions/s/resourceGroups/rg1";
+    assert!(covered("/subscriptions/s/resourceGroups/RG1/providers/x", scope));
+    for escaping in [
+        "/subscriptions/s/resourceGroups/rg1/../rg2",
+        "/subscriptions/s/resourceGroups/rg1/%2e%2e/rg2",
+        "/subscriptions/s/resourceGroups/rg1%2f..%2frg2",
+        "/subscriptions/s/resourceGroups/rg10",
+    ] {
+        assert!(!covered(escaping, scope), "{escaping}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_ids_are_refused_or_reach_only_what_the_grant_covers() {
+    let c = start().await;
+    for rg in ["rg1", "rg2"] {
+        c.resource_group(rg).await;
+    }
+    let rg1 = c.rg_id("rg1");
+    let granted = format!("{rg1}/providers/Microsoft.ContainerService/managedClusters/aks1");
+    let grants = Grants::new(vec![Grant::new(&granted, &["read"]).unwrap()]);
+    let ids = generate(CASES, &granted, &rg1);
+
+    let mut refused = 0;
+    let mut sent = 0;
+    for mode in MODES {
+        let before = last_seq(&c).await;
+        let results = hostile(&c, mode, &ids, &[], grants.clone()).await;
+        assert_eq!(results.len(), ids.len(), "{mode}");
+        refused += results
+            .iter()
+            .filter(|r| r.starts_with("invalid:") || r.starts_with("denied:"))
+            .count();
+        let log = requests_after(&c, before).await;
+        sent += log.len();
+        for (method, host, path) in &log {
+            // Key Vault hosts are not granted here: no vault call may reach the wire at all.
+            assert!(
+                !host.contains(".vault."),
+                "{mode}: a request reached vault host {host}: {method} {path}"
+            );
+            let k8s = path.strip_prefix("/k8s");
+            let ok = match k8s {
+                Some(rest) => covered(rest, &granted),
+                None => covered(path, &granted),
+            };
+            assert!(ok, "{mode}: {method} {path} is outside the grant {granted}");
+        }
+    }
+    eprintln!(
+        "{} generated ids x {} modes: {refused} refused before any call, {sent} requests reached the cloud",
+        ids.len(),
+        MODES.len()
+    );
+    // Neither vacuous direction: many ids were refused, and some calls did reach the cloud.
+    assert!(refused > ids.len(), "only {refused} refusals");
+    assert!(sent > 0, "no request reached the local cloud");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_id_of_millions_of_segments_is_refused_at_once_and_recorded_short() {
+    let c = start().await;
+    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-hostile").await;
+    let huge = format!("{}{}", c.rg_id("rg1"), "/a".repeat(2_000_000));
+    let granted = c.rg_id("rg1");
+    let before = last_seq(&c).await;
+    let recorder = Recorder::default();
+    let step = StepRun {
+        id: "huge".into(),
+        params: vec![
+            Param {
+                name: "mode".into(),
+                value: text("arm-get"),
+            },
+            Param {
+                name: "targets".into(),
+                value: Value::TextList(vec![huge.clone(), huge.replace("/a", "/%2e"), huge]),
+            },
+        ],
+        grants: Grants::new(vec![Grant::new(&granted, &["read"]).unwrap()]),
+        // A parse that did per-segment work on millions of segments would run into this.
+        limits: StepLimits {
+            timeout: std::time::Duration::from_secs(20),
+            ..StepLimits::default()
+        },
+    };
+    let report = rt.run_step(&plugin, step, &target, &recorder.options()).await;
+    let outputs = report.outcome.unwrap_or_else(|e| panic!("the step failed: {e}"));
+    let Some(Value::Text(results)) = output(&outputs, "results") else {
+        panic!("no results")
+    };
+    assert_eq!(results.lines().collect::<Vec<_>>(), ["invalid:InvalidResourceId"; 3]);
+    assert!(requests_after(&c, before).await.is_empty(), "nothing is sent");
+    let denials: Vec<String> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            kmsflow::Event::CallDenied { resource, .. } => Some(resource),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(denials.len(), 3, "each refusal is reported");
+    for d in denials {
+        assert!(
+            d.len() < 400,
+            "a refused id is recorded shortened, not {} bytes",
+            d.len()
+        );
+    }
+}

@@ -239,3 +239,211 @@ fn quickstart_enables_migrates_rotates_and_switches_a_seeded_cluster() {
         "the status table: {stdout}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The compiled-code cache: only a private directory, only an entry tied to the pinned component.
+
+/// `plugins describe PATH --output json` with the cache in `cache` (at -v): the plugin's own
+/// name as its `describe()` reports it, and stderr.
+fn describe_with_cache(cache: &Path, wasm: &Path, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "-v",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "plugins",
+        "describe",
+        wasm.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = kmsflow(cache, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    (doc["name"].as_str().unwrap_or_default().to_string(), text(&out.stderr))
+}
+
+/// Every compiled-code entry under `cache` (any engine subdirectory).
+fn cache_entries(cache: &Path) -> Vec<PathBuf> {
+    let mut entries = Vec::new();
+    for engine_dir in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(engine_dir.path()).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "cwasm") {
+                entries.push(entry.path());
+            }
+        }
+    }
+    entries
+}
+
+/// The cache entry of the component at `wasm`.
+fn entry_of(cache: &Path, wasm: &Path) -> PathBuf {
+    let name = format!("{}.cwasm", sha_of(wasm));
+    cache_entries(cache)
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        .unwrap_or_else(|| panic!("no cache entry {name} under {}", cache.display()))
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_swapped_cache_entry_is_recompiled_and_the_plugin_stays_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    let b = plugin_path("test-stdout");
+    assert_eq!(describe_with_cache(&cache, &a, &[]).0, "test-deny");
+    assert_eq!(describe_with_cache(&cache, &b, &[]).0, "test-stdout");
+    let entry_a = entry_of(&cache, &a);
+    let entry_b = entry_of(&cache, &b);
+    assert_eq!(mode_of(&cache), 0o700, "the cache directory is created private");
+    assert_eq!(mode_of(entry_a.parent().unwrap()), 0o700);
+    assert_eq!(mode_of(&entry_a), 0o600, "entries are written private");
+    let good_a = std::fs::read(&entry_a).unwrap();
+
+    // B's compiled code under A's name: loading it would make A behave as B.
+    std::fs::copy(&entry_b, &entry_a).unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "A ran as itself, not as B\n{stderr}");
+    assert!(stderr.contains("compiled from a different component"), "{stderr}");
+    assert!(!stderr.contains("loaded compiled component from the cache"), "{stderr}");
+    assert_eq!(std::fs::read(&entry_a).unwrap().len(), good_a.len(), "entry rewritten");
+
+    // B's compiled bytes with A's header copied in front: the compiled hash does not match.
+    let raw_b = std::fs::read(&entry_b).unwrap();
+    let mut forged = good_a[..88].to_vec();
+    forged.extend_from_slice(&raw_b[88..]);
+    std::fs::write(&entry_a, &forged).unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "{stderr}");
+    assert!(stderr.contains("rejected"), "{stderr}");
+
+    // Garbage.
+    std::fs::write(&entry_a, b"\x7fELF not a cache entry at all").unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "{stderr}");
+    assert!(
+        stderr.contains("not a kmsflow cache entry") || stderr.contains("shorter than its header"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&entry_a).unwrap().len(), good_a.len(), "entry rewritten");
+
+    // A symlink to B's entry in the right place is not followed.
+    std::fs::remove_file(&entry_a).unwrap();
+    std::os::unix::fs::symlink(&entry_b, &entry_a).unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "{stderr}");
+    assert!(stderr.contains("is not a regular file"), "{stderr}");
+    assert!(
+        std::fs::symlink_metadata(&entry_a).unwrap().file_type().is_file(),
+        "replaced by a file"
+    );
+
+    // And the rewritten entry is used again.
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny");
+    assert!(stderr.contains("loaded compiled component from the cache"), "{stderr}");
+}
+
+#[test]
+fn a_truncated_cache_entry_is_recompiled_and_rewritten_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    describe_with_cache(&cache, &a, &[]);
+    let entry = entry_of(&cache, &a);
+    let whole = std::fs::metadata(&entry).unwrap().len();
+    for keep in [whole / 2, 40] {
+        let bytes = std::fs::read(&entry).unwrap();
+        std::fs::write(&entry, &bytes[..keep as usize]).unwrap();
+        let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+        assert_eq!(name, "test-deny", "{stderr}");
+        assert!(stderr.contains("rejected, recompiling"), "{stderr}");
+        assert!(
+            stderr.contains("truncated") || stderr.contains("shorter than its header"),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().len(),
+            whole,
+            "rewritten with its full size"
+        );
+    }
+    let (_, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert!(stderr.contains("loaded compiled component from the cache"), "{stderr}");
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_neither_read_nor_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    describe_with_cache(&cache, &a, &[]);
+    let entry = entry_of(&cache, &a);
+    let engine_dir = entry.parent().unwrap().to_path_buf();
+    let before = std::fs::metadata(&entry).unwrap().modified().unwrap();
+
+    // A valid entry in a group-writable directory: not loaded (someone else could have put it
+    // there), not rewritten, and the warning says how to fix the directory.
+    for (unsafe_dir, mode) in [(&cache, 0o770), (&cache, 0o707), (&engine_dir, 0o720)] {
+        set_mode(unsafe_dir, mode);
+        let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+        assert_eq!(name, "test-deny");
+        assert!(
+            stderr.contains("not using the compiled-plugin cache")
+                && stderr.contains(&format!("chmod go-w {}", unsafe_dir.display())),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("loaded compiled component from the cache"), "{stderr}");
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().modified().unwrap(),
+            before,
+            "not rewritten"
+        );
+        set_mode(unsafe_dir, 0o700);
+    }
+
+    // Nothing is written into an unsafe directory either.
+    std::fs::remove_file(&entry).unwrap();
+    set_mode(&cache, 0o775);
+    let (_, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+    assert!(cache_entries(&cache).is_empty(), "no entry written");
+    set_mode(&cache, 0o700);
+
+    // A symlinked cache directory is refused as well.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&cache, &link).unwrap();
+    let (_, stderr) = describe_with_cache(&link, &a, &[]);
+    assert!(stderr.contains("is a symbolic link"), "{stderr}");
+    assert!(cache_entries(&cache).is_empty(), "no entry written");
+
+    // Once private again, the cache works.
+    describe_with_cache(&cache, &a, &[]);
+    assert_eq!(cache_entries(&cache).len(), 1);
+}
+
+#[test]
+fn no_cache_compiles_in_memory_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    let (name, stderr) = describe_with_cache(&cache, &a, &["--no-cache"]);
+    assert_eq!(name, "test-deny");
+    assert!(!cache.exists(), "--no-cache created {}: {stderr}", cache.display());
+
+    // Not even a valid entry is read.
+    describe_with_cache(&cache, &a, &[]);
+    assert_eq!(cache_entries(&cache).len(), 1);
+    let (_, stderr) = describe_with_cache(&cache, &a, &["--no-cache"]);
+    assert!(!stderr.contains("loaded compiled component from the cache"), "{stderr}");
+}

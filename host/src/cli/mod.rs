@@ -30,14 +30,39 @@ struct Cli {
     /// `json` prints one machine-readable document on stdout.
     #[arg(long, value_enum, default_value = "text", global = true)]
     output: Output,
-    /// Where compiled plugins are cached (default: the user's cache directory).
+    /// Where compiled plugins are cached (default: the user's cache directory). It must belong
+    /// to you and not be writable by group or others, or it is not used.
     #[arg(long, global = true, env = "KMSFLOW_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Compile plugins in memory: read and write no compiled code on disk (wins over --cache-dir).
+    #[arg(long, global = true)]
+    no_cache: bool,
     /// The configuration file (default: ./kmsflow.toml, then the user's config directory).
     #[arg(long, global = true, env = "KMSFLOW_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where compiled plugins are cached, as the global flags say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// The user's cache directory.
+    Default,
+    /// `--cache-dir` or `KMSFLOW_CACHE_DIR`.
+    Dir(PathBuf),
+    /// `--no-cache`: compile in memory.
+    Off,
+}
+
+impl Cli {
+    fn cache(&self) -> Cache {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => Cache::Off,
+            (Some(dir), false) => Cache::Dir(dir.clone()),
+            (None, false) => Cache::Default,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,15 +222,17 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn build_runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, Failure> {
-    let mut builder = Runtime::builder();
-    if let Some(dir) = cache_dir {
-        builder = builder.cache_dir(dir);
-    }
+fn build_runtime(cache: Cache) -> Result<Runtime, Failure> {
+    let builder = match cache {
+        Cache::Default => Runtime::builder(),
+        Cache::Dir(dir) => Runtime::builder().cache_dir(dir),
+        Cache::Off => Runtime::builder().no_cache(),
+    };
     Ok(builder.build().context("cannot start the plugin runtime")?)
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let cache = cli.cache();
     match cli.command {
         Command::Run {
             pipeline,
@@ -217,7 +244,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 inputs,
                 runs_dir,
                 cli.config.as_deref(),
-                cli.cache_dir,
+                cache,
                 cli.output,
                 None,
             )
@@ -235,22 +262,22 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 force,
                 runs_dir,
                 cli.config.as_deref(),
-                cli.cache_dir,
+                cache,
                 cli.output,
             )
             .await
         }
         Command::Plan { pipeline, inputs } => {
-            runs::plan(&pipeline, inputs, cli.config.as_deref(), cli.cache_dir, cli.output).await
+            runs::plan(&pipeline, inputs, cli.config.as_deref(), cache, cli.output).await
         }
-        Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cli.cache_dir, cli.output).await,
-        Command::Quickstart(args) => quickstart::run(args, cli.cache_dir, cli.output).await,
+        Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cache, cli.output).await,
+        Command::Quickstart(args) => quickstart::run(args, cache, cli.output).await,
         Command::Runs(RunsCommand::List { runs_dir }) => runs::list(runs_dir, cli.config.as_deref(), cli.output),
         Command::Runs(RunsCommand::Show { run_id, runs_dir }) => {
             runs::show(&run_id, runs_dir, cli.config.as_deref(), cli.output)
         }
         Command::Plugins(PluginsCommand::List) => {
-            let runtime = build_runtime(cli.cache_dir)?;
+            let runtime = build_runtime(cache)?;
             let mut plugins = Vec::new();
             for name in Runtime::builtin_names() {
                 plugins.push(runtime.builtin(name).await.map_err(anyhow::Error::from)?);
@@ -259,7 +286,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Plugins(PluginsCommand::Describe { plugin }) => {
-            let runtime = build_runtime(cli.cache_dir)?;
+            let runtime = build_runtime(cache)?;
             let loaded = if plugin.ends_with(".wasm") || plugin.contains('/') {
                 runtime.plugin_from_file(std::path::Path::new(&plugin), None).await
             } else {

@@ -447,3 +447,201 @@ fn no_cache_compiles_in_memory_and_writes_nothing() {
     let (_, stderr) = describe_with_cache(&cache, &a, &["--no-cache"]);
     assert!(!stderr.contains("loaded compiled component from the cache"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Exit codes: one table (README, "The journal"), every command.
+
+/// Like [`kmsflow`], with run journals kept in `dir/runs`.
+fn kmsflow_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(args)
+        .env("KMSFLOW_CACHE_DIR", dir.join("cache"))
+        .env("KMSFLOW_LOCAL_STATE", dir.join("localcloud"))
+        .env("KMSFLOW_RUNS_DIR", dir.join("runs"))
+        .output()
+        .expect("kmsflow starts")
+}
+
+fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// A one-step pipeline using the component file `wasm`, pinned by its real hash.
+fn pinned_pipeline(dir: &Path, file: &str, wasm: &Path) -> PathBuf {
+    write(
+        dir,
+        file,
+        format!(
+            "[pipeline]\nname = \"x\"\n\n[[steps]]\nid = \"s\"\nuses = \"{}\"\nsha256 = \"{}\"\n",
+            wasm.display(),
+            sha_of(wasm)
+        ),
+    )
+}
+
+/// Exit 2, the message in stderr, and no run started (nothing sent).
+fn assert_refused(out: &Output, expected: &[&str]) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for e in expected {
+        assert!(stderr.contains(e), "expected `{e}` in:\n{stderr}");
+    }
+    assert!(!text(&out.stdout).contains("run r"), "no run may start");
+}
+
+#[test]
+fn exit_0_when_every_step_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap(), "--target", "offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = kmsflow_in(dir.path(), &["validate", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn exit_1_when_a_step_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "test-trap", "");
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap(), "--target", "offline"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("failed: step `test-trap`"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn exit_2_for_a_core_module_given_as_a_plugin_with_a_correct_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest valid core module: magic and version 1, no sections.
+    let core = write(dir.path(), "core.wasm", b"\0asm\x01\0\0\0");
+    let p = pinned_pipeline(dir.path(), "core.toml", &core);
+    for command in ["run", "validate", "plan"] {
+        let out = kmsflow_in(dir.path(), &[command, p.to_str().unwrap()]);
+        assert_refused(&out, &["core.toml:6:8:", "core WebAssembly module, not a component"]);
+    }
+    let out = kmsflow_in(dir.path(), &["plugins", "describe", core.to_str().unwrap()]);
+    assert_refused(&out, &["core WebAssembly module"]);
+}
+
+#[test]
+fn exit_2_for_a_truncated_component_with_a_correct_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(plugin_path("test-stdout")).unwrap();
+    let cut = write(dir.path(), "cut.wasm", &whole[..whole.len() / 2]);
+    let p = pinned_pipeline(dir.path(), "cut.toml", &cut);
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap()]);
+    assert_refused(&out, &["cut.toml:6:8:", "not a valid WebAssembly component"]);
+    assert!(!text(&out.stderr).contains("hello from stdout"));
+    let out = kmsflow_in(dir.path(), &["plugins", "describe", cut.to_str().unwrap()]);
+    assert_refused(&out, &["not a valid WebAssembly component"]);
+}
+
+#[test]
+fn exit_2_for_a_bad_pipeline_an_unknown_grant_action_or_a_missing_plugin_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let syntax = write(dir.path(), "syntax.toml", "[pipeline\nname = \"x\"\n");
+    assert_refused(
+        &kmsflow_in(dir.path(), &["run", syntax.to_str().unwrap()]),
+        &["syntax.toml:1:"],
+    );
+
+    let action = pipeline(
+        dir.path(),
+        "test-stdout",
+        "[[steps.grants]]\nscope = \"/subscriptions/00000000-0000-0000-0000-000000000001\"\nactions = [\"delete-everything\"]",
+    );
+    assert_refused(
+        &kmsflow_in(dir.path(), &["run", action.to_str().unwrap()]),
+        &["test-stdout.toml:", "unknown action `delete-everything`"],
+    );
+
+    let missing = dir.path().join("missing.wasm");
+    assert_refused(
+        &kmsflow_in(dir.path(), &["plugins", "describe", missing.to_str().unwrap()]),
+        &["cannot read plugin"],
+    );
+    assert_refused(
+        &kmsflow_in(dir.path(), &["run", "--no-such-flag", "x.toml"]),
+        &["--no-such-flag"],
+    );
+}
+
+/// Grants are resource ids, not patterns: `*` is refused, not taken as a literal segment.
+#[test]
+fn exit_2_for_a_wildcard_grant_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "test-stdout",
+        "[[steps.grants]]\nscope = \"/subscriptions/*\"\nactions = [\"read\"]",
+    );
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap()]);
+    assert_refused(&out, &["test-stdout.toml:", "/subscriptions/*"]);
+    assert!(!text(&out.stderr).contains("hello from stdout"));
+}
+
+#[test]
+fn exit_3_when_the_runs_directory_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "test-stdout", "");
+    let not_a_dir = write(dir.path(), "runs", "a file where the runs directory should be");
+    let out = kmsflow_in(
+        dir.path(),
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--target",
+            "offline",
+            "--runs-dir",
+            not_a_dir.to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot create the run directory"), "{stderr}");
+}
+
+#[test]
+fn exit_130_when_a_run_is_interrupted_by_ctrl_c() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "test-loop", "timeout = \"60s\"");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(["run", p.to_str().unwrap(), "--target", "offline"])
+        .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+        .env("KMSFLOW_RUNS_DIR", dir.path().join("runs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first stdout line is printed as the run starts, right before the step.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("run r"), "{line}");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; resume with: kmsflow resume r"),
+        "{stderr}"
+    );
+}

@@ -1,10 +1,14 @@
 //! Argument parsing, dispatch, and exit codes.
 //!
-//! Exit codes scripts can branch on:
+//! Exit codes scripts can branch on (the README's table; every command uses it):
 //! - `0` success;
 //! - `1` a step failed (the run report says which and why);
-//! - `2` invalid input: arguments, pipeline, plugin reference or parameters (nothing ran);
-//! - `3` the environment: engine, cache, files, or an internal error.
+//! - `2` bad input, nothing sent: arguments, pipeline, grants, parameters, or a plugin file that
+//!   cannot be read, is not a component (a core module, truncated), has the wrong world or does
+//!   not match its pinned hash;
+//! - `3` the environment: engine creation, target unreachable, run directory or journal, or an
+//!   internal error (a built-in plugin that does not compile);
+//! - `130` interrupted by Ctrl-C (the run can be resumed).
 
 mod local;
 mod quickstart;
@@ -179,9 +183,12 @@ impl From<anyhow::Error> for Failure {
             Some(
                 Error::Pipeline(_)
                 | Error::UnknownPlugin(_)
+                | Error::ReadPlugin { .. }
                 | Error::PluginHashMismatch { .. }
                 | Error::NotAPlugin { .. },
             ) => 2,
+            // `Error::Compile` only comes from a built-in plugin (a user's file that does not
+            // compile is `NotAPlugin`): a broken build, not bad input.
             _ => 3,
         };
         Failure { code, error }

@@ -511,6 +511,18 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
         private_dir(&dir).unwrap();
 
+        // Someone else's directory or entry (only root can hand a file to another uid; elsewhere
+        // the ownership arm is exercised by nothing but review).
+        let entry = dir.join("e.cwasm");
+        std::fs::write(&entry, b"x").unwrap();
+        assert!(read_entry(&entry).unwrap().is_some());
+        if std::os::unix::fs::chown(&entry, Some(54321), None).is_ok() {
+            assert!(matches!(read_entry(&entry), Err(Untrusted::Owner { owner: 54321, .. })));
+            std::os::unix::fs::chown(&dir, Some(54321), None).unwrap();
+            let err = private_dir(&dir).unwrap_err();
+            assert!(matches!(err, Untrusted::Owner { owner: 54321, .. }), "{err}");
+        }
+
         let file = tmp.path().join("file");
         std::fs::write(&file, b"").unwrap();
         assert!(matches!(private_dir(&file), Err(Untrusted::NotADirectory { .. })));

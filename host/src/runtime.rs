@@ -224,11 +224,16 @@ impl Runtime {
             return Ok(p);
         }
         let started = Instant::now();
-        let (component, cache) = self.cache.load(&self.engine, bytes, &sha256)?;
         let not_a_plugin = |reason: String| Error::NotAPlugin {
             name: name.to_string(),
             reason,
         };
+        // A file or bytes that do not compile are bad input (a core module, a truncated file);
+        // only a built-in that does not compile is the host's fault.
+        let (component, cache) = self.cache.load(&self.engine, bytes, &sha256).map_err(|e| match e {
+            Error::Compile(reason) if origin != PluginOrigin::Builtin => not_a_plugin(not_a_component(bytes, &reason)),
+            other => other,
+        })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -327,7 +332,10 @@ impl Runtime {
         let mut earlier: HashMap<String, Vec<ParamSpec>> = HashMap::new();
         for step in &pipeline.steps {
             let plugin = self.resolve_plugin(&step.uses).await.map_err(|e| match e {
-                Error::UnknownPlugin(_) | Error::ReadPlugin { .. } | Error::PluginHashMismatch { .. } => {
+                Error::UnknownPlugin(_)
+                | Error::ReadPlugin { .. }
+                | Error::PluginHashMismatch { .. }
+                | Error::NotAPlugin { .. } => {
                     let hint = matches!(e, Error::UnknownPlugin(_)).then(|| {
                         format!(
                             "built-in plugins: {}; a file needs a path ending in .wasm and its sha256",
@@ -488,6 +496,18 @@ pub struct ResumeState {
     pub finished: HashMap<String, Vec<Param>>,
     /// Each step's checkpoint map as it was last written.
     pub checkpoints: HashMap<String, BTreeMap<String, String>>,
+}
+
+/// Why `bytes` did not compile, in words a plugin author can act on.
+fn not_a_component(bytes: &[u8], reason: &str) -> String {
+    const CORE_MODULE: [u8; 8] = *b"\0asm\x01\0\0\0";
+    if bytes.starts_with(&CORE_MODULE) {
+        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it \
+         with `wasm-tools component new`)"
+            .to_string()
+    } else {
+        format!("not a valid WebAssembly component (truncated or corrupt?): {reason}")
+    }
 }
 
 /// Calls `describe()` in a throwaway store with no grants and no backend.

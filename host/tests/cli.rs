@@ -239,3 +239,409 @@ fn quickstart_enables_migrates_rotates_and_switches_a_seeded_cluster() {
         "the status table: {stdout}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The compiled-code cache: only a private directory, only an entry tied to the pinned component.
+
+/// `plugins describe PATH --output json` with the cache in `cache` (at -v): the plugin's own
+/// name as its `describe()` reports it, and stderr.
+fn describe_with_cache(cache: &Path, wasm: &Path, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "-v",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "plugins",
+        "describe",
+        wasm.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = kmsflow(cache, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    (doc["name"].as_str().unwrap_or_default().to_string(), text(&out.stderr))
+}
+
+/// Every compiled-code entry under `cache` (any engine subdirectory).
+fn cache_entries(cache: &Path) -> Vec<PathBuf> {
+    let mut entries = Vec::new();
+    for engine_dir in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(engine_dir.path()).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "cwasm") {
+                entries.push(entry.path());
+            }
+        }
+    }
+    entries
+}
+
+/// The cache entry of the component at `wasm`.
+fn entry_of(cache: &Path, wasm: &Path) -> PathBuf {
+    let name = format!("{}.cwasm", sha_of(wasm));
+    cache_entries(cache)
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        .unwrap_or_else(|| panic!("no cache entry {name} under {}", cache.display()))
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_swapped_cache_entry_is_recompiled_and_the_plugin_stays_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    let b = plugin_path("test-stdout");
+    assert_eq!(describe_with_cache(&cache, &a, &[]).0, "test-deny");
+    assert_eq!(describe_with_cache(&cache, &b, &[]).0, "test-stdout");
+    let entry_a = entry_of(&cache, &a);
+    let entry_b = entry_of(&cache, &b);
+    assert_eq!(mode_of(&cache), 0o700, "the cache directory is created private");
+    assert_eq!(mode_of(entry_a.parent().unwrap()), 0o700);
+    assert_eq!(mode_of(&entry_a), 0o600, "entries are written private");
+    let good_a = std::fs::read(&entry_a).unwrap();
+
+    // B's compiled code under A's name: loading it would make A behave as B.
+    std::fs::copy(&entry_b, &entry_a).unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "A ran as itself, not as B\n{stderr}");
+    assert!(stderr.contains("compiled from a different component"), "{stderr}");
+    assert!(!stderr.contains("loaded compiled component from the cache"), "{stderr}");
+    assert_eq!(std::fs::read(&entry_a).unwrap().len(), good_a.len(), "entry rewritten");
+
+    // B's compiled bytes with A's header copied in front: the compiled hash does not match.
+    let raw_b = std::fs::read(&entry_b).unwrap();
+    let mut forged = good_a[..88].to_vec();
+    forged.extend_from_slice(&raw_b[88..]);
+    std::fs::write(&entry_a, &forged).unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "{stderr}");
+    assert!(stderr.contains("rejected"), "{stderr}");
+
+    // Garbage.
+    std::fs::write(&entry_a, b"\x7fELF not a cache entry at all").unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "{stderr}");
+    assert!(
+        stderr.contains("not a kmsflow cache entry") || stderr.contains("shorter than its header"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&entry_a).unwrap().len(), good_a.len(), "entry rewritten");
+
+    // A symlink to B's entry in the right place is not followed.
+    std::fs::remove_file(&entry_a).unwrap();
+    std::os::unix::fs::symlink(&entry_b, &entry_a).unwrap();
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny", "{stderr}");
+    assert!(stderr.contains("is not a regular file"), "{stderr}");
+    assert!(
+        std::fs::symlink_metadata(&entry_a).unwrap().file_type().is_file(),
+        "replaced by a file"
+    );
+
+    // And the rewritten entry is used again.
+    let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert_eq!(name, "test-deny");
+    assert!(stderr.contains("loaded compiled component from the cache"), "{stderr}");
+}
+
+#[test]
+fn a_truncated_cache_entry_is_recompiled_and_rewritten_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    describe_with_cache(&cache, &a, &[]);
+    let entry = entry_of(&cache, &a);
+    let whole = std::fs::metadata(&entry).unwrap().len();
+    for keep in [whole / 2, 40] {
+        let bytes = std::fs::read(&entry).unwrap();
+        std::fs::write(&entry, &bytes[..keep as usize]).unwrap();
+        let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+        assert_eq!(name, "test-deny", "{stderr}");
+        assert!(stderr.contains("rejected, recompiling"), "{stderr}");
+        assert!(
+            stderr.contains("truncated") || stderr.contains("shorter than its header"),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().len(),
+            whole,
+            "rewritten with its full size"
+        );
+    }
+    let (_, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert!(stderr.contains("loaded compiled component from the cache"), "{stderr}");
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_neither_read_nor_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    describe_with_cache(&cache, &a, &[]);
+    let entry = entry_of(&cache, &a);
+    let engine_dir = entry.parent().unwrap().to_path_buf();
+    let before = std::fs::metadata(&entry).unwrap().modified().unwrap();
+
+    // A valid entry in a group-writable directory: not loaded (someone else could have put it
+    // there), not rewritten, and the warning says how to fix the directory.
+    for (unsafe_dir, mode) in [(&cache, 0o770), (&cache, 0o707), (&engine_dir, 0o720)] {
+        set_mode(unsafe_dir, mode);
+        let (name, stderr) = describe_with_cache(&cache, &a, &[]);
+        assert_eq!(name, "test-deny");
+        assert!(
+            stderr.contains("not using the compiled-plugin cache")
+                && stderr.contains(&format!("chmod go-w {}", unsafe_dir.display())),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("loaded compiled component from the cache"), "{stderr}");
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().modified().unwrap(),
+            before,
+            "not rewritten"
+        );
+        set_mode(unsafe_dir, 0o700);
+    }
+
+    // Nothing is written into an unsafe directory either.
+    std::fs::remove_file(&entry).unwrap();
+    set_mode(&cache, 0o775);
+    let (_, stderr) = describe_with_cache(&cache, &a, &[]);
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+    assert!(cache_entries(&cache).is_empty(), "no entry written");
+    set_mode(&cache, 0o700);
+
+    // A symlinked cache directory is refused as well.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&cache, &link).unwrap();
+    let (_, stderr) = describe_with_cache(&link, &a, &[]);
+    assert!(stderr.contains("is a symbolic link"), "{stderr}");
+    assert!(cache_entries(&cache).is_empty(), "no entry written");
+
+    // Once private again, the cache works.
+    describe_with_cache(&cache, &a, &[]);
+    assert_eq!(cache_entries(&cache).len(), 1);
+}
+
+#[test]
+fn no_cache_compiles_in_memory_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let a = plugin_path("test-deny");
+    let (name, stderr) = describe_with_cache(&cache, &a, &["--no-cache"]);
+    assert_eq!(name, "test-deny");
+    assert!(!cache.exists(), "--no-cache created {}: {stderr}", cache.display());
+
+    // Not even a valid entry is read.
+    describe_with_cache(&cache, &a, &[]);
+    assert_eq!(cache_entries(&cache).len(), 1);
+    let (_, stderr) = describe_with_cache(&cache, &a, &["--no-cache"]);
+    assert!(!stderr.contains("loaded compiled component from the cache"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit codes: one table (README, "The journal"), every command.
+
+/// Like [`kmsflow`], with run journals kept in `dir/runs`.
+fn kmsflow_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(args)
+        .env("KMSFLOW_CACHE_DIR", dir.join("cache"))
+        .env("KMSFLOW_LOCAL_STATE", dir.join("localcloud"))
+        .env("KMSFLOW_RUNS_DIR", dir.join("runs"))
+        .output()
+        .expect("kmsflow starts")
+}
+
+fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// A one-step pipeline using the component file `wasm`, pinned by its real hash.
+fn pinned_pipeline(dir: &Path, file: &str, wasm: &Path) -> PathBuf {
+    write(
+        dir,
+        file,
+        format!(
+            "[pipeline]\nname = \"x\"\n\n[[steps]]\nid = \"s\"\nuses = \"{}\"\nsha256 = \"{}\"\n",
+            wasm.display(),
+            sha_of(wasm)
+        ),
+    )
+}
+
+/// Exit 2, the message in stderr, and no run started (nothing sent).
+fn assert_refused(out: &Output, expected: &[&str]) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for e in expected {
+        assert!(stderr.contains(e), "expected `{e}` in:\n{stderr}");
+    }
+    assert!(!text(&out.stdout).contains("run r"), "no run may start");
+}
+
+#[test]
+fn exit_0_when_every_step_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap(), "--target", "offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = kmsflow_in(dir.path(), &["validate", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn exit_1_when_a_step_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "test-trap", "");
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap(), "--target", "offline"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("failed: step `test-trap`"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn exit_2_for_a_core_module_given_as_a_plugin_with_a_correct_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest valid core module: magic and version 1, no sections.
+    let core = write(dir.path(), "core.wasm", b"\0asm\x01\0\0\0");
+    let p = pinned_pipeline(dir.path(), "core.toml", &core);
+    for command in ["run", "validate", "plan"] {
+        let out = kmsflow_in(dir.path(), &[command, p.to_str().unwrap()]);
+        assert_refused(&out, &["core.toml:6:8:", "core WebAssembly module, not a component"]);
+    }
+    let out = kmsflow_in(dir.path(), &["plugins", "describe", core.to_str().unwrap()]);
+    assert_refused(&out, &["core WebAssembly module"]);
+}
+
+#[test]
+fn exit_2_for_a_truncated_component_with_a_correct_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(plugin_path("test-stdout")).unwrap();
+    let cut = write(dir.path(), "cut.wasm", &whole[..whole.len() / 2]);
+    let p = pinned_pipeline(dir.path(), "cut.toml", &cut);
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap()]);
+    assert_refused(&out, &["cut.toml:6:8:", "not a valid WebAssembly component"]);
+    assert!(!text(&out.stderr).contains("hello from stdout"));
+    let out = kmsflow_in(dir.path(), &["plugins", "describe", cut.to_str().unwrap()]);
+    assert_refused(&out, &["not a valid WebAssembly component"]);
+}
+
+#[test]
+fn exit_2_for_a_bad_pipeline_an_unknown_grant_action_or_a_missing_plugin_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let syntax = write(dir.path(), "syntax.toml", "[pipeline\nname = \"x\"\n");
+    assert_refused(
+        &kmsflow_in(dir.path(), &["run", syntax.to_str().unwrap()]),
+        &["syntax.toml:1:"],
+    );
+
+    let action = pipeline(
+        dir.path(),
+        "test-stdout",
+        "[[steps.grants]]\nscope = \"/subscriptions/00000000-0000-0000-0000-000000000001\"\nactions = [\"delete-everything\"]",
+    );
+    assert_refused(
+        &kmsflow_in(dir.path(), &["run", action.to_str().unwrap()]),
+        &["test-stdout.toml:", "unknown action `delete-everything`"],
+    );
+
+    let missing = dir.path().join("missing.wasm");
+    assert_refused(
+        &kmsflow_in(dir.path(), &["plugins", "describe", missing.to_str().unwrap()]),
+        &["cannot read plugin"],
+    );
+    assert_refused(
+        &kmsflow_in(dir.path(), &["run", "--no-such-flag", "x.toml"]),
+        &["--no-such-flag"],
+    );
+}
+
+/// Grants are resource ids, not patterns: `*` is refused, not taken as a literal segment.
+#[test]
+fn exit_2_for_a_wildcard_grant_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "test-stdout",
+        "[[steps.grants]]\nscope = \"/subscriptions/*\"\nactions = [\"read\"]",
+    );
+    let out = kmsflow_in(dir.path(), &["run", p.to_str().unwrap()]);
+    assert_refused(&out, &["test-stdout.toml:", "/subscriptions/*"]);
+    assert!(!text(&out.stderr).contains("hello from stdout"));
+}
+
+#[test]
+fn exit_3_when_the_runs_directory_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "test-stdout", "");
+    let not_a_dir = write(dir.path(), "runs", "a file where the runs directory should be");
+    let out = kmsflow_in(
+        dir.path(),
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--target",
+            "offline",
+            "--runs-dir",
+            not_a_dir.to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot create the run directory"), "{stderr}");
+}
+
+#[test]
+fn exit_130_when_a_run_is_interrupted_by_ctrl_c() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "test-loop", "timeout = \"60s\"");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(["run", p.to_str().unwrap(), "--target", "offline"])
+        .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+        .env("KMSFLOW_RUNS_DIR", dir.path().join("runs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first stdout line is printed as the run starts, right before the step.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("run r"), "{line}");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; resume with: kmsflow resume r"),
+        "{stderr}"
+    );
+}

@@ -1,10 +1,14 @@
 //! Argument parsing, dispatch, and exit codes.
 //!
-//! Exit codes scripts can branch on:
+//! Exit codes scripts can branch on (the README's table; every command uses it):
 //! - `0` success;
 //! - `1` a step failed (the run report says which and why);
-//! - `2` invalid input: arguments, pipeline, plugin reference or parameters (nothing ran);
-//! - `3` the environment: engine, cache, files, or an internal error.
+//! - `2` bad input, nothing sent: arguments, pipeline, grants, parameters, or a plugin file that
+//!   cannot be read, is not a component (a core module, truncated), has the wrong world or does
+//!   not match its pinned hash;
+//! - `3` the environment: engine creation, target unreachable, run directory or journal, or an
+//!   internal error (a built-in plugin that does not compile);
+//! - `130` interrupted by Ctrl-C (the run can be resumed).
 
 mod local;
 mod quickstart;
@@ -30,14 +34,39 @@ struct Cli {
     /// `json` prints one machine-readable document on stdout.
     #[arg(long, value_enum, default_value = "text", global = true)]
     output: Output,
-    /// Where compiled plugins are cached (default: the user's cache directory).
+    /// Where compiled plugins are cached (default: the user's cache directory). It must belong
+    /// to you and not be writable by group or others, or it is not used.
     #[arg(long, global = true, env = "KMSFLOW_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Compile plugins in memory: read and write no compiled code on disk (wins over --cache-dir).
+    #[arg(long, global = true)]
+    no_cache: bool,
     /// The configuration file (default: ./kmsflow.toml, then the user's config directory).
     #[arg(long, global = true, env = "KMSFLOW_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where compiled plugins are cached, as the global flags say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// The user's cache directory.
+    Default,
+    /// `--cache-dir` or `KMSFLOW_CACHE_DIR`.
+    Dir(PathBuf),
+    /// `--no-cache`: compile in memory.
+    Off,
+}
+
+impl Cli {
+    fn cache(&self) -> Cache {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => Cache::Off,
+            (Some(dir), false) => Cache::Dir(dir.clone()),
+            (None, false) => Cache::Default,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,9 +183,12 @@ impl From<anyhow::Error> for Failure {
             Some(
                 Error::Pipeline(_)
                 | Error::UnknownPlugin(_)
+                | Error::ReadPlugin { .. }
                 | Error::PluginHashMismatch { .. }
                 | Error::NotAPlugin { .. },
             ) => 2,
+            // `Error::Compile` only comes from a built-in plugin (a user's file that does not
+            // compile is `NotAPlugin`): a broken build, not bad input.
             _ => 3,
         };
         Failure { code, error }
@@ -197,15 +229,17 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn build_runtime(cache_dir: Option<PathBuf>) -> Result<Runtime, Failure> {
-    let mut builder = Runtime::builder();
-    if let Some(dir) = cache_dir {
-        builder = builder.cache_dir(dir);
-    }
+fn build_runtime(cache: Cache) -> Result<Runtime, Failure> {
+    let builder = match cache {
+        Cache::Default => Runtime::builder(),
+        Cache::Dir(dir) => Runtime::builder().cache_dir(dir),
+        Cache::Off => Runtime::builder().no_cache(),
+    };
     Ok(builder.build().context("cannot start the plugin runtime")?)
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let cache = cli.cache();
     match cli.command {
         Command::Run {
             pipeline,
@@ -217,7 +251,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 inputs,
                 runs_dir,
                 cli.config.as_deref(),
-                cli.cache_dir,
+                cache,
                 cli.output,
                 None,
             )
@@ -235,22 +269,22 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 force,
                 runs_dir,
                 cli.config.as_deref(),
-                cli.cache_dir,
+                cache,
                 cli.output,
             )
             .await
         }
         Command::Plan { pipeline, inputs } => {
-            runs::plan(&pipeline, inputs, cli.config.as_deref(), cli.cache_dir, cli.output).await
+            runs::plan(&pipeline, inputs, cli.config.as_deref(), cache, cli.output).await
         }
-        Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cli.cache_dir, cli.output).await,
-        Command::Quickstart(args) => quickstart::run(args, cli.cache_dir, cli.output).await,
+        Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cache, cli.output).await,
+        Command::Quickstart(args) => quickstart::run(args, cache, cli.output).await,
         Command::Runs(RunsCommand::List { runs_dir }) => runs::list(runs_dir, cli.config.as_deref(), cli.output),
         Command::Runs(RunsCommand::Show { run_id, runs_dir }) => {
             runs::show(&run_id, runs_dir, cli.config.as_deref(), cli.output)
         }
         Command::Plugins(PluginsCommand::List) => {
-            let runtime = build_runtime(cli.cache_dir)?;
+            let runtime = build_runtime(cache)?;
             let mut plugins = Vec::new();
             for name in Runtime::builtin_names() {
                 plugins.push(runtime.builtin(name).await.map_err(anyhow::Error::from)?);
@@ -259,7 +293,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Plugins(PluginsCommand::Describe { plugin }) => {
-            let runtime = build_runtime(cli.cache_dir)?;
+            let runtime = build_runtime(cache)?;
             let loaded = if plugin.ends_with(".wasm") || plugin.contains('/') {
                 runtime.plugin_from_file(std::path::Path::new(&plugin), None).await
             } else {

@@ -3,7 +3,7 @@
 //! run `workflows/quickstart.toml` (enable KMS v1 → migrate to v2 → rotate twice → switch to a
 //! private vault → status → verify), then print the status table and the at-rest summary.
 
-use super::{local, runs, Failure, Output};
+use super::{local, runs, Cache, Failure, Output};
 use anyhow::Context as _;
 use serde_json::json;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub struct QuickstartArgs {
     secrets: usize,
 }
 
-pub async fn run(args: QuickstartArgs, cache_dir: Option<PathBuf>, output: Output) -> Result<u8, Failure> {
+pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u8, Failure> {
     let started = Instant::now();
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let state = args.state.clone().unwrap_or_else(|| temp.path().join("localcloud"));
@@ -103,7 +103,7 @@ pub async fn run(args: QuickstartArgs, cache_dir: Option<PathBuf>, output: Outpu
         inputs,
         Some(temp.path().join("runs")),
         None,
-        cache_dir,
+        cache,
         output,
         Some(&state),
     )

@@ -1,6 +1,6 @@
 //! `kmsflow run`, `resume`, `plan`, `validate` and `runs list|show`.
 
-use super::{build_runtime, local, render, Failure, Output};
+use super::{build_runtime, local, render, Cache, Failure, Output};
 use anyhow::Context as _;
 use clap::Args;
 use kmsflow::config::Config;
@@ -159,12 +159,12 @@ pub async fn run(
     inputs: RunInputs,
     runs_dir_arg: Option<PathBuf>,
     config_path: Option<&Path>,
-    cache_dir: Option<PathBuf>,
+    cache: Cache,
     output: Output,
     local_dir: Option<&Path>,
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
-    let runtime = build_runtime(cache_dir)?;
+    let runtime = build_runtime(cache)?;
     let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
     let target = target(&target_name, &config, local_dir).await?;
@@ -206,7 +206,7 @@ pub async fn resume(
     force: bool,
     runs_dir_arg: Option<PathBuf>,
     config_path: Option<&Path>,
-    cache_dir: Option<PathBuf>,
+    cache: Cache,
     output: Output,
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
@@ -234,7 +234,7 @@ pub async fn resume(
         eprintln!("run {run_id} already succeeded; nothing to resume");
         return Ok(0);
     }
-    let runtime = build_runtime(cache_dir)?;
+    let runtime = build_runtime(cache)?;
     let var_inputs = VarInputs {
         values: vars_from_json(&vars),
         ..VarInputs::default()
@@ -294,13 +294,8 @@ pub async fn resume(
 }
 
 /// `kmsflow validate PIPELINE`: load, check every step against its plugin; no target.
-pub async fn validate(
-    pipeline_path: &Path,
-    inputs: RunInputs,
-    cache_dir: Option<PathBuf>,
-    output: Output,
-) -> Result<u8, Failure> {
-    let runtime = build_runtime(cache_dir)?;
+pub async fn validate(pipeline_path: &Path, inputs: RunInputs, cache: Cache, output: Output) -> Result<u8, Failure> {
+    let runtime = build_runtime(cache)?;
     let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
     render::validated(output, &pipeline, &prepared);
     Ok(0)
@@ -312,11 +307,11 @@ pub async fn plan(
     pipeline_path: &Path,
     inputs: RunInputs,
     config_path: Option<&Path>,
-    cache_dir: Option<PathBuf>,
+    cache: Cache,
     output: Output,
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
-    let runtime = build_runtime(cache_dir)?;
+    let runtime = build_runtime(cache)?;
     let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
     let target = target(&target_name, &config, None).await?;

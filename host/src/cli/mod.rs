@@ -155,7 +155,8 @@ impl From<anyhow::Error> for Failure {
                 Error::Pipeline(_)
                 | Error::UnknownPlugin(_)
                 | Error::PluginHashMismatch { .. }
-                | Error::NotAPlugin { .. },
+                | Error::NotAPlugin { .. }
+                | Error::File(_),
             ) => 2,
             _ => 3,
         };

@@ -8,6 +8,7 @@ mod common;
 
 mod arm_client;
 mod azure_backend;
+mod bounds;
 mod errors;
 mod grants;
 mod kubernetes;

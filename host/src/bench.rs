@@ -106,10 +106,7 @@ fn calls_step(calls: i64) -> StepRun {
 pub async fn runtime(iterations: u32) -> Result<RuntimeFigures, Error> {
     let iterations = iterations.max(1);
     let path = crate::builtin::test_plugin("test-calls").ok_or_else(|| Error::UnknownPlugin("test-calls".into()))?;
-    let bytes = std::fs::read(path).map_err(|source| Error::ReadPlugin {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = crate::runtime::read_plugin_file(std::path::Path::new(path))?;
     let sha = crate::sha256_hex(&bytes);
     let cache_dir = std::env::temp_dir().join(format!("kmsflow-bench-{}", std::process::id()));
     let runtime = Runtime::builder().cache_dir(&cache_dir).build()?;
@@ -235,10 +232,7 @@ pub async fn journal(appends: u32, runs: u32) -> Result<JournalFigures, Error> {
 
     let plugin =
         crate::builtin::test_plugin("test-stdout").ok_or_else(|| Error::UnknownPlugin("test-stdout".into()))?;
-    let wasm = std::fs::read(plugin).map_err(|source| Error::ReadPlugin {
-        path: plugin.into(),
-        source,
-    })?;
+    let wasm = crate::runtime::read_plugin_file(std::path::Path::new(plugin))?;
     let pipeline_dir = std::env::temp_dir().join(format!("kmsflow-bench-start-{}", std::process::id()));
     let io = |what: &str| {
         let what = what.to_string();

@@ -22,6 +22,7 @@
 
 use crate::cloud::credential::{CredentialSource, CredentialSpec};
 use crate::cloud::{ApiVersions, KubeContext, RetryPolicy};
+use crate::limits::{read_text_file, FileError, CONFIG_FILE_MAX};
 use crate::target::TargetSettings;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -40,6 +41,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// Not a regular file, or over [`CONFIG_FILE_MAX`].
+    #[error(transparent)]
+    File(FileError),
     /// The TOML parser's message names the line and column.
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
@@ -119,6 +123,7 @@ pub struct KubeconfigConfig {
 
 impl Config {
     /// `explicit`, else `./kmsflow.toml`, else `{config dir}/kmsflow/kmsflow.toml`, else empty.
+    /// The file must be a regular file of at most [`CONFIG_FILE_MAX`] bytes.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         let candidates: Vec<PathBuf> = match explicit {
             Some(p) => vec![p.to_path_buf()],
@@ -131,10 +136,14 @@ impl Config {
             }
         };
         for path in candidates {
-            if explicit.is_some() || path.is_file() {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: path.display().to_string(),
-                    source,
+            // A candidate that exists but is no regular file is refused, not skipped.
+            if explicit.is_some() || path.exists() {
+                let text = read_text_file(&path, CONFIG_FILE_MAX, "configuration files").map_err(|e| match e {
+                    FileError::Io { path, source } => ConfigError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                    refused => ConfigError::File(refused),
                 })?;
                 return Config::parse(&text, &path);
             }

@@ -25,6 +25,9 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// A file refused by [`crate::limits::read_file`]: not a regular file, or over its size limit.
+    #[error(transparent)]
+    File(crate::limits::FileError),
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
     #[error(transparent)]

@@ -1,9 +1,12 @@
-//! Guest stdout/stderr, routed line by line into the step log as [`Event::Log`] records.
+//! The step log: guest stdout/stderr routed line by line into [`Event::Log`] records, and the
+//! per-step budget every log line (stdout, stderr, the `log` capability) is counted against.
 //!
-//! A plugin's `println!` is as visible as its `log` calls, and bounded: at most
-//! [`MAX_OUTPUT`] bytes per stream per step are kept, the rest is counted and dropped.
+//! A plugin's `println!` is as visible as its `log` calls, and as bounded: at most
+//! [`LOG_LINES_MAX`] lines and [`LOG_BYTES_MAX`] bytes per step pass, lines are at most
+//! [`LOG_LINE_MAX`] bytes, and the rest is counted and reported by one line at the end.
 
 use crate::events::{Event, EventSink, LogLevel, LogSource};
+use crate::limits::{LOG_BYTES_MAX, LOG_LINES_MAX, LOG_LINE_MAX};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -11,18 +14,90 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-/// Bytes of output kept per stream per step.
-pub const MAX_OUTPUT: usize = 1 << 20;
-/// A line longer than this is emitted in pieces.
-const MAX_LINE: usize = 8 * 1024;
+#[derive(Default)]
+struct Counts {
+    lines: usize,
+    bytes: usize,
+    dropped_lines: usize,
+    dropped_bytes: usize,
+}
+
+/// One step's log budget, shared by its stdout, stderr and `log` capability: the first
+/// [`LOG_LINES_MAX`] lines (and [`LOG_BYTES_MAX`] bytes) pass, later ones are only counted, and
+/// [`LogBudget::finish`] reports the count in one line.
+#[derive(Clone)]
+pub(crate) struct LogBudget {
+    step: String,
+    next: EventSink,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl LogBudget {
+    pub(crate) fn new(step: &str, next: EventSink) -> Self {
+        LogBudget {
+            step: step.to_string(),
+            next,
+            counts: Arc::new(Mutex::new(Counts::default())),
+        }
+    }
+
+    /// An event sink for the step: its [`Event::Log`] lines pass while the budget lasts and are
+    /// counted after; every other event passes unchanged.
+    pub(crate) fn sink(&self) -> EventSink {
+        let budget = self.clone();
+        Arc::new(move |event: &Event| {
+            if let Event::Log { step, message, .. } = event {
+                if *step == budget.step && !budget.admit(message.len()) {
+                    return;
+                }
+            }
+            (budget.next)(event);
+        })
+    }
+
+    /// Counts one line of `len` bytes; whether it may pass.
+    fn admit(&self, len: usize) -> bool {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if c.dropped_lines > 0 || c.lines >= LOG_LINES_MAX || c.bytes.saturating_add(len) > LOG_BYTES_MAX {
+            c.dropped_lines += 1;
+            c.dropped_bytes = c.dropped_bytes.saturating_add(len);
+            return false;
+        }
+        c.lines += 1;
+        c.bytes += len;
+        true
+    }
+
+    /// Emits one `N lines dropped` line if any line was dropped (once).
+    pub(crate) fn finish(&self) {
+        let dropped = {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let d = (c.dropped_lines, c.dropped_bytes);
+            c.dropped_lines = 0;
+            c.dropped_bytes = 0;
+            d
+        };
+        if dropped.0 > 0 {
+            (self.next)(&Event::Log {
+                step: self.step.clone(),
+                level: LogLevel::Warn,
+                source: LogSource::Plugin,
+                message: format!(
+                    "{} lines dropped ({}): over the step's log limit of {LOG_LINES_MAX} lines or {}",
+                    dropped.0,
+                    bytesize::ByteSize(dropped.1 as u64),
+                    bytesize::ByteSize(LOG_BYTES_MAX as u64)
+                ),
+            });
+        }
+    }
+}
 
 struct Inner {
     step: String,
     source: LogSource,
     events: EventSink,
     pending: Vec<u8>,
-    kept: usize,
-    dropped: usize,
 }
 
 impl Inner {
@@ -41,20 +116,23 @@ impl Inner {
         });
     }
 
-    fn write(&mut self, mut buf: &[u8]) {
-        let room = MAX_OUTPUT.saturating_sub(self.kept);
-        if buf.len() > room {
-            self.dropped += buf.len() - room;
-            buf = &buf[..room];
+    fn write(&mut self, buf: &[u8]) {
+        let mut rest = buf;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(pos);
+            self.pending.extend_from_slice(line);
+            let line = std::mem::take(&mut self.pending);
+            for chunk in line.chunks(LOG_LINE_MAX) {
+                self.emit(chunk);
+            }
+            if line.is_empty() {
+                self.emit(&[]);
+            }
+            rest = &after[1..];
         }
-        self.kept += buf.len();
-        self.pending.extend_from_slice(buf);
-        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=pos).collect();
-            self.emit(&line[..line.len() - 1]);
-        }
-        while self.pending.len() >= MAX_LINE {
-            let chunk: Vec<u8> = self.pending.drain(..MAX_LINE).collect();
+        self.pending.extend_from_slice(rest);
+        while self.pending.len() >= LOG_LINE_MAX {
+            let chunk: Vec<u8> = self.pending.drain(..LOG_LINE_MAX).collect();
             self.emit(&chunk);
         }
     }
@@ -64,18 +142,11 @@ impl Inner {
             let rest = std::mem::take(&mut self.pending);
             self.emit(&rest);
         }
-        if self.dropped > 0 {
-            let note = format!(
-                "[{} bytes of output dropped: over the {MAX_OUTPUT}-byte limit]",
-                self.dropped
-            );
-            self.dropped = 0;
-            self.emit(note.as_bytes());
-        }
     }
 }
 
-/// One guest output stream (stdout or stderr) of one step.
+/// One guest output stream (stdout or stderr) of one step; `events` should be the step's
+/// [`LogBudget::sink`].
 #[derive(Clone)]
 pub struct StepOutput(Arc<Mutex<Inner>>);
 
@@ -86,12 +157,10 @@ impl StepOutput {
             source,
             events,
             pending: Vec::new(),
-            kept: 0,
-            dropped: 0,
         })))
     }
 
-    /// Emits a final unterminated line and the dropped-bytes note, if any.
+    /// Emits a final unterminated line, if any.
     pub fn finish(&self) {
         if let Ok(mut inner) = self.0.lock() {
             inner.flush_rest();
@@ -135,7 +204,7 @@ impl AsyncWrite for StepOutput {
 mod tests {
     use super::*;
 
-    fn capture() -> (StepOutput, Arc<Mutex<Vec<String>>>) {
+    fn capture() -> (LogBudget, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink_lines = Arc::clone(&lines);
         let sink: EventSink = Arc::new(move |e| {
@@ -143,27 +212,73 @@ mod tests {
                 sink_lines.lock().unwrap().push(message.clone());
             }
         });
-        (StepOutput::new("s", LogSource::Stdout, sink), lines)
+        (LogBudget::new("s", sink), lines)
     }
 
     #[test]
     fn splits_lines_and_flushes_the_tail() {
-        let (out, lines) = capture();
+        let (budget, lines) = capture();
+        let out = StepOutput::new("s", LogSource::Stdout, budget.sink());
         out.0.lock().unwrap().write(b"one\ntw");
-        out.0.lock().unwrap().write(b"o\nthree");
+        out.0.lock().unwrap().write(b"o\n\nthree");
         out.finish();
-        assert_eq!(*lines.lock().unwrap(), vec!["one", "two", "three"]);
+        budget.finish();
+        assert_eq!(*lines.lock().unwrap(), vec!["one", "two", "", "three"]);
     }
 
     #[test]
-    fn output_over_the_limit_is_dropped_and_reported() {
-        let (out, lines) = capture();
-        let big = vec![b'x'; MAX_OUTPUT + 10];
+    fn a_long_line_is_split_into_pieces_of_the_line_limit() {
+        let (budget, lines) = capture();
+        let out = StepOutput::new("s", LogSource::Stdout, budget.sink());
+        let mut big = vec![b'x'; LOG_LINE_MAX * 2 + 3];
+        big.push(b'\n');
         out.0.lock().unwrap().write(&big);
         out.finish();
+        let lens: Vec<usize> = lines.lock().unwrap().iter().map(String::len).collect();
+        assert_eq!(lens, vec![LOG_LINE_MAX, LOG_LINE_MAX, 3]);
+    }
+
+    #[test]
+    fn lines_past_the_budget_are_dropped_and_counted_once_across_streams() {
+        let (budget, lines) = capture();
+        let out = StepOutput::new("s", LogSource::Stdout, budget.sink());
+        let err = StepOutput::new("s", LogSource::Stderr, budget.sink());
+        for _ in 0..LOG_LINES_MAX {
+            out.0.lock().unwrap().write(b"a\n");
+        }
+        err.0.lock().unwrap().write(b"b\nc\n");
+        out.0.lock().unwrap().write(b"d\n");
+        out.finish();
+        err.finish();
+        budget.finish();
+        budget.finish();
         let lines = lines.lock().unwrap();
-        assert!(lines.last().unwrap().contains("10 bytes of output dropped"));
+        assert_eq!(lines.len(), LOG_LINES_MAX + 1);
+        assert!(lines[..LOG_LINES_MAX].iter().all(|l| l == "a"));
+        assert!(
+            lines[LOG_LINES_MAX].starts_with("3 lines dropped (3 B)"),
+            "{}",
+            lines[LOG_LINES_MAX]
+        );
+    }
+
+    #[test]
+    fn bytes_past_the_budget_are_dropped() {
+        let (budget, lines) = capture();
+        let out = StepOutput::new("s", LogSource::Stdout, budget.sink());
+        let line = vec![b'x'; LOG_LINE_MAX];
+        for _ in 0..(LOG_BYTES_MAX / LOG_LINE_MAX + 5) {
+            out.0.lock().unwrap().write(&line);
+        }
+        out.finish();
+        budget.finish();
+        let lines = lines.lock().unwrap();
         let kept: usize = lines[..lines.len() - 1].iter().map(String::len).sum();
-        assert_eq!(kept, MAX_OUTPUT);
+        assert_eq!(kept, LOG_BYTES_MAX);
+        assert!(
+            lines.last().unwrap().starts_with("5 lines dropped"),
+            "{}",
+            lines.last().unwrap()
+        );
     }
 }

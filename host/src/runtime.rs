@@ -8,7 +8,7 @@ use crate::engine::{new_engine, ComponentCache};
 use crate::error::Error;
 use crate::events::{discard, Event, EventSink};
 use crate::grants::Grants;
-use crate::limits::StepLimits;
+use crate::limits::{read_file, FileError, StepLimits, PLUGIN_FILE_MAX};
 use crate::pipeline::params_to_toml as to_toml;
 use crate::pipeline::{check_params, resolve_params, Pipeline, PluginRef, Ref, StepSpec};
 use crate::plugin::{sha256_hex, Plugin, PluginOrigin};
@@ -190,12 +190,11 @@ impl Runtime {
         self.load(name, bytes, PluginOrigin::Builtin).await
     }
 
-    /// Loads a component file; with `expected_sha256`, refuses a file whose hash differs.
+    /// Loads a component file; with `expected_sha256`, refuses a file whose hash differs. A path
+    /// that is not a regular file, or a file over [`PLUGIN_FILE_MAX`], is refused before it is
+    /// read or hashed.
     pub async fn plugin_from_file(&self, path: &Path, expected_sha256: Option<&str>) -> Result<Arc<Plugin>, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::ReadPlugin {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_plugin_file(path)?;
         let actual = sha256_hex(&bytes);
         if let Some(expected) = expected_sha256 {
             if !expected.eq_ignore_ascii_case(&actual) {
@@ -334,6 +333,7 @@ impl Runtime {
             let plugin = self.resolve_plugin(&step.uses).await.map_err(|e| match e {
                 Error::UnknownPlugin(_)
                 | Error::ReadPlugin { .. }
+                | Error::File(_)
                 | Error::PluginHashMismatch { .. }
                 | Error::NotAPlugin { .. } => {
                     let hint = matches!(e, Error::UnknownPlugin(_)).then(|| {
@@ -508,6 +508,16 @@ fn not_a_component(bytes: &[u8], reason: &str) -> String {
     } else {
         format!("not a valid WebAssembly component (truncated or corrupt?): {reason}")
     }
+}
+
+/// The bytes of the plugin component at `path`, at most [`PLUGIN_FILE_MAX`] of them: a device,
+/// FIFO or directory, or a larger file, is refused before it is read (an I/O failure is
+/// [`Error::ReadPlugin`]).
+pub(crate) fn read_plugin_file(path: &Path) -> Result<Vec<u8>, Error> {
+    read_file(path, PLUGIN_FILE_MAX, "plugin components").map_err(|e| match e {
+        FileError::Io { path, source } => Error::ReadPlugin { path, source },
+        refused => Error::File(refused),
+    })
 }
 
 /// Calls `describe()` in a throwaway store with no grants and no backend.

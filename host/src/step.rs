@@ -4,9 +4,11 @@
 
 use crate::capabilities::StepContext;
 use crate::events::LogSource;
-use crate::limits::StepLimits;
-use crate::output::StepOutput;
-use crate::wit::types::{Error as WitError, Param, PluginInfo};
+use crate::limits::{
+    truncate, StepLimits, PLUGIN_ERROR_CODE_MAX, PLUGIN_ERROR_MESSAGE_MAX, STEP_OUTPUTS_MAX, STEP_OUTPUT_BYTES_MAX,
+};
+use crate::output::{LogBudget, StepOutput};
+use crate::wit::types::{Error as WitError, Param, PluginInfo, Value};
 use crate::wit::WorkflowPre;
 use std::fmt;
 use std::time::Duration;
@@ -87,6 +89,9 @@ pub enum StepFailure {
     Trap(String),
     /// The plugin returned an error.
     Plugin(WitError),
+    /// The plugin returned more outputs than [`STEP_OUTPUTS_MAX`] or more bytes of them than
+    /// [`STEP_OUTPUT_BYTES_MAX`]; none of them is kept.
+    OutputsTooLarge { outputs: usize, bytes: usize },
     /// The step could not start (instantiation failed).
     Setup(String),
 }
@@ -108,6 +113,12 @@ impl fmt::Display for StepFailure {
                     write!(f, "{} ({}): {}", e.kind, e.code, e.message)
                 }
             }
+            StepFailure::OutputsTooLarge { outputs, bytes } => write!(
+                f,
+                "returned {outputs} outputs of {} in all, over the limit of {STEP_OUTPUTS_MAX} outputs and {}; none was kept",
+                bytesize::ByteSize(*bytes as u64),
+                bytesize::ByteSize(STEP_OUTPUT_BYTES_MAX as u64)
+            ),
             StepFailure::Setup(msg) => write!(f, "could not start: {msg}"),
         }
     }
@@ -122,10 +133,44 @@ pub(crate) async fn run_step(
 ) -> (Result<Vec<Param>, StepFailure>, StepContext) {
     let (result, ctx) = invoke(pre, ctx, limits, Invocation::Run(params)).await;
     let result = result.and_then(|r| match r {
-        Returned::Outputs(o) => Ok(o),
+        Returned::Outputs(o) => bounded_outputs(o),
         Returned::Info(_) => Err(StepFailure::Setup("describe answered a run".into())),
     });
     (result, ctx)
+}
+
+/// What [`STEP_OUTPUT_BYTES_MAX`] counts of one output: its name, a text's bytes, 8 for an
+/// integer or a flag, each list item's bytes plus one.
+fn output_bytes(p: &Param) -> usize {
+    let value = match &p.value {
+        Value::Text(t) => t.len(),
+        Value::Integer(_) | Value::Flag(_) => 8,
+        Value::TextList(items) => items.iter().fold(0usize, |n, i| n.saturating_add(i.len() + 1)),
+    };
+    p.name.len().saturating_add(value)
+}
+
+/// `outputs` if they are within [`STEP_OUTPUTS_MAX`] and [`STEP_OUTPUT_BYTES_MAX`]; else the
+/// failure, and they are dropped here, before any event, journal record or report sees them.
+fn bounded_outputs(outputs: Vec<Param>) -> Result<Vec<Param>, StepFailure> {
+    let bytes = outputs.iter().fold(0usize, |n, p| n.saturating_add(output_bytes(p)));
+    if outputs.len() > STEP_OUTPUTS_MAX || bytes > STEP_OUTPUT_BYTES_MAX {
+        return Err(StepFailure::OutputsTooLarge {
+            outputs: outputs.len(),
+            bytes,
+        });
+    }
+    Ok(outputs)
+}
+
+/// A plugin's error with its code and message cut to [`PLUGIN_ERROR_CODE_MAX`] and
+/// [`PLUGIN_ERROR_MESSAGE_MAX`] (cut, not refused: the reason the step failed is still shown).
+fn bounded_error(e: WitError) -> WitError {
+    WitError {
+        kind: e.kind,
+        code: truncate(&e.code, PLUGIN_ERROR_CODE_MAX),
+        message: truncate(&e.message, PLUGIN_ERROR_MESSAGE_MAX),
+    }
 }
 
 /// Calls `describe()` in a fresh store under `limits`.
@@ -154,10 +199,13 @@ enum Returned {
 
 async fn invoke(
     pre: &WorkflowPre<StepState>,
-    ctx: StepContext,
+    mut ctx: StepContext,
     limits: StepLimits,
     invocation: Invocation,
 ) -> (Result<Returned, StepFailure>, StepContext) {
+    // Every log line of this attempt — stdout, stderr, `log.log` — goes through one budget.
+    let budget = LogBudget::new(&ctx.step, ctx.events.clone());
+    let events = std::mem::replace(&mut ctx.events, budget.sink());
     let (mut store, stdout, stderr) = new_store(pre, ctx, limits);
     let call = async {
         let instance = pre
@@ -171,7 +219,7 @@ async fn invoke(
             },
             Invocation::Run(params) => match instance.call_run(&mut store, &params).await {
                 Ok(Ok(outputs)) => Ok(Returned::Outputs(outputs)),
-                Ok(Err(e)) => Err(StepFailure::Plugin(e)),
+                Ok(Err(e)) => Err(StepFailure::Plugin(bounded_error(e))),
                 Err(trap) => Err(StepFailure::Trap(trap_reason(&trap))),
             },
         }
@@ -186,7 +234,10 @@ async fn invoke(
     };
     stdout.finish();
     stderr.finish();
-    (result, store.into_data().ctx)
+    budget.finish();
+    let mut ctx = store.into_data().ctx;
+    ctx.events = events;
+    (result, ctx)
 }
 
 /// A fresh store for one step: its context, WASI deny-by-default, limits and epoch yields.

@@ -645,3 +645,317 @@ fn exit_130_when_a_run_is_interrupted_by_ctrl_c() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bounds (issue 11, class 5): files that are not regular files or too large are refused before
+// they are read, and a plugin flooding the host with outputs, error text, log lines or checkpoint
+// entries fails (or is cut) quickly, with the journal and stdout staying small.
+
+/// Runs `kmsflow args…` and kills it if it has not finished within `limit` (a FIFO opened for
+/// reading would block forever): the test then fails instead of hanging.
+fn kmsflow_within(cache: &Path, args: &[&str], limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(args)
+        .env("KMSFLOW_CACHE_DIR", cache)
+        .env("KMSFLOW_LOCAL_STATE", cache.join("localcloud"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kmsflow starts");
+    let pid = child.id().to_string();
+    // Drain stdout and stderr while waiting, so a chatty child never blocks on a full pipe.
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match wait.recv_timeout(limit) {
+        Ok(out) => (out.expect("kmsflow ran"), started.elapsed()),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("kmsflow {args:?} still running after {limit:?}");
+        }
+    }
+}
+
+const QUICK: Duration = Duration::from_secs(20);
+
+#[test]
+fn uses_dev_zero_and_include_dev_zero_are_refused_quickly_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let uses = dir.path().join("uses.toml");
+    std::fs::write(
+        &uses,
+        format!(
+            "[pipeline]\nname = \"x\"\n\n[[steps]]\nid = \"s\"\nuses = \"/dev/zero\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let (out, took) = kmsflow_within(dir.path(), &["validate", uses.to_str().unwrap()], QUICK);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("uses.toml:6:8: /dev/zero: a character device, not a regular file"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    let include = dir.path().join("include.toml");
+    std::fs::write(
+        &include,
+        "include = [\"/dev/zero\"]\n[pipeline]\nname = \"x\"\n[[steps]]\nid = \"s\"\nuses = \"validate-key-id\"\n",
+    )
+    .unwrap();
+    let (out, took) = kmsflow_within(dir.path(), &["validate", include.to_str().unwrap()], QUICK);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("include.toml:1:12: /dev/zero: a character device, not a regular file"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_2mib_pipeline_and_a_2mib_include_are_refused_with_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Valid TOML all the way: only its size is wrong.
+    let filler = "# padding\n".repeat((2 << 20) / 10);
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, format!("[pipeline]\nname = \"x\"\n{filler}")).unwrap();
+    let (out, _) = kmsflow_within(dir.path(), &["validate", big.to_str().unwrap()], QUICK);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("big.toml: 2.0 MiB, over the 1.0 MiB limit for pipeline files"),
+        "{stderr}"
+    );
+
+    let main = dir.path().join("main.toml");
+    std::fs::write(
+        &main,
+        "[pipeline]\nname = \"x\"\ninclude = [\"big.toml\"]\n[[steps]]\nid = \"s\"\nuses = \"validate-key-id\"\n",
+    )
+    .unwrap();
+    let (out, _) = kmsflow_within(dir.path(), &["validate", main.to_str().unwrap()], QUICK);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("main.toml:3:12: ") && stderr.contains("big.toml: 2.0 MiB, over the 1.0 MiB limit"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_3gib_plugin_file_is_refused_without_being_read_or_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.wasm");
+    // Sparse: 3 GiB long, no disk used. Reading or hashing it would take many seconds.
+    std::fs::File::create(&huge).unwrap().set_len(3 << 30).unwrap();
+    let p = dir.path().join("huge.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[pipeline]\nname = \"x\"\n[[steps]]\nid = \"s\"\nuses = \"huge.wasm\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let (out, took) = kmsflow_within(dir.path(), &["validate", p.to_str().unwrap()], QUICK);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("huge.toml:5:8: ")
+            && stderr.contains("huge.wasm: 3.0 GiB, over the 64.0 MiB limit for plugin components"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    let (out, took) = kmsflow_within(dir.path(), &["plugins", "describe", huge.to_str().unwrap()], QUICK);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("over the 64.0 MiB limit"));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn a_vars_file_that_is_a_fifo_or_dev_zero_and_a_config_that_is_dev_zero_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
+    let fifo = dir.path().join("vars.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (vars, what) in [(fifo.to_str().unwrap(), "a FIFO"), ("/dev/zero", "a character device")] {
+        let (out, took) = kmsflow_within(dir.path(), &["validate", p.to_str().unwrap(), "--vars", vars], QUICK);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{vars}: the variables file is {what}, not a regular file")),
+            "{stderr}"
+        );
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+    }
+
+    let (out, _) = kmsflow_within(dir.path(), &["runs", "list", "--config", "/dev/zero"], QUICK);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero: a character device, not a regular file"),
+        "{stderr}"
+    );
+}
+
+/// Runs test plugin `test-flood` in `mode` through the binary (offline, journal in `dir/runs`);
+/// returns the output, the time it took and the journal's bytes.
+fn flood(dir: &Path, mode: &str, count: i64, size: i64) -> (Output, Duration, Vec<u8>) {
+    let p = pipeline(
+        dir,
+        "test-flood",
+        &format!("[steps.with]\nmode = \"{mode}\"\ncount = {count}\nsize = {size}\n"),
+    );
+    let runs = dir.join("runs");
+    let (out, took) = kmsflow_within(
+        dir,
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--target",
+            "offline",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("journal.ndjson").is_file())
+        .expect("a run directory");
+    let journal = std::fs::read(run.join("journal.ndjson")).unwrap();
+    std::fs::remove_dir_all(&runs).unwrap();
+    (out, took, journal)
+}
+
+#[test]
+fn a_flood_of_outputs_fails_the_step_and_none_reaches_stdout_or_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, count, size, reason) in [
+        ("outputs-count", 100_000, 1, "returned 100000 outputs of "),
+        ("outputs-bytes", 1, 32 << 20, "returned 1 outputs of 32.0 MiB in all"),
+    ] {
+        let (out, took, journal) = flood(dir.path(), mode, count, size);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains(reason) && stdout.contains("over the limit of 64 outputs and 64.0 KiB; none was kept"),
+            "{mode}: {stdout}"
+        );
+        assert!(out.stdout.len() < 1024, "{mode}: {} bytes on stdout", out.stdout.len());
+        assert!(journal.len() < 4096, "{mode}: a journal of {} bytes", journal.len());
+        assert!(
+            !String::from_utf8_lossy(&journal).contains("\"o99999\"")
+                && !journal.windows(64).any(|w| w.iter().all(|b| *b == b'x'))
+        );
+        assert!(took < Duration::from_secs(60), "{mode}: took {took:?}");
+    }
+}
+
+#[test]
+fn a_10mib_error_message_is_cut_to_4kib_with_a_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, took, journal) = flood(dir.path(), "error-flood", 1, 10 << 20);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("failed: step `test-flood` internal (")
+            && last.contains(&format!("… ({} bytes cut)): ", (10 << 20) - 128))
+            && last.ends_with(&format!("… ({} bytes cut)", (10 << 20) - 4096)),
+        "{}",
+        &last[..last.len().min(300)]
+    );
+    assert!(out.stdout.len() < 8 << 10, "{} bytes on stdout", out.stdout.len());
+    assert!(journal.len() < 16 << 10, "a journal of {} bytes", journal.len());
+    assert!(String::from_utf8_lossy(&journal).contains("bytes cut)"));
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn a_log_flood_is_cut_at_10000_lines_and_reported_by_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, took, journal) = flood(dir.path(), "log-flood", 100_000, 100);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+    let logged = stderr
+        .lines()
+        .filter(|l| {
+            l.starts_with("  test-flood [info] x")
+                || l.starts_with("  test-flood [stdout] x")
+                || l.starts_with("  test-flood [stderr] x")
+        })
+        .count();
+    assert_eq!(logged, 10_000, "stdout, stderr and log.log share one budget");
+    let dropped: Vec<&str> = stderr.lines().filter(|l| l.contains("lines dropped")).collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert!(
+        dropped[0].contains("90000 lines dropped (") && dropped[0].contains("over the step's log limit of 10000 lines"),
+        "{}",
+        dropped[0]
+    );
+    assert!(stderr.len() < 2 << 20, "{} bytes on stderr", stderr.len());
+    assert!(out.stdout.len() < 1024 && journal.len() < 4096);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+
+    // Long lines: `log.log` cuts them, stdout/stderr split them; the byte budget holds either way.
+    let (out, _, _) = flood(dir.path(), "log-flood", 30, 1 << 20);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.len() < (4 << 20) + (64 << 10),
+        "{} bytes on stderr",
+        stderr.len()
+    );
+    assert!(
+        stderr.lines().all(|l| l.len() < (8 << 10) + 64),
+        "no line over the line limit"
+    );
+    assert_eq!(stderr.lines().filter(|l| l.contains("lines dropped")).count(), 1);
+}
+
+#[test]
+fn a_checkpoint_flood_is_refused_at_1024_keys_and_at_1mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, took, journal) = flood(dir.path(), "checkpoint-flood", 100_000, 10);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("invalid (CheckpointFull): put 1024 refused: a step's checkpoint holds at most 1024 keys"),
+        "{stdout}"
+    );
+    let journal = text(&journal);
+    assert_eq!(
+        journal
+            .lines()
+            .filter(|l| l.contains("\"type\":\"checkpoint\""))
+            .count(),
+        1024
+    );
+    assert!(journal.len() < 1024 * 200, "a journal of {} bytes", journal.len());
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+
+    let (out, _, journal) = flood(dir.path(), "checkpoint-flood", 100, 64 << 10);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("put 15 refused: a step's checkpoint holds at most 1048576 bytes of keys and values"),
+        "{stdout}"
+    );
+    assert!(
+        journal.len() < (1 << 20) + (64 << 10),
+        "a journal of {} bytes",
+        journal.len()
+    );
+}

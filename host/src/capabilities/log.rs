@@ -1,23 +1,11 @@
-//! `kmsflow:workflow/log`: step log lines and progress, as events and `tracing` records.
+//! `kmsflow:workflow/log`: step log lines and progress, as events and `tracing` records. Lines
+//! are cut to [`LOG_LINE_MAX`] and count against the step's log budget; progress labels are cut
+//! to [`PROGRESS_LABEL_MAX`].
 
 use super::StepContext;
 use crate::events::{Event, LogLevel, LogSource};
+use crate::limits::{truncate, LOG_LINE_MAX, PROGRESS_LABEL_MAX};
 use crate::wit::log::{self, Level};
-
-/// Longest log line kept; longer ones are cut so a plugin cannot flood the journal.
-const MAX_LINE: usize = 8 * 1024;
-
-fn truncated(mut s: String) -> String {
-    if s.len() > MAX_LINE {
-        let mut cut = MAX_LINE;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str(" …[truncated]");
-    }
-    s
-}
 
 impl log::Host for StepContext {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
@@ -28,7 +16,8 @@ impl log::Host for StepContext {
             Level::Warn => LogLevel::Warn,
             Level::Error => LogLevel::Error,
         };
-        let message = truncated(message);
+        // Cut here; the step's log budget (`output::LogBudget`) counts the line.
+        let message = truncate(&message, LOG_LINE_MAX);
         tracing::debug!(step = %self.step, ?level, "{message}");
         (self.events)(&Event::Log {
             step: self.step.clone(),
@@ -42,7 +31,7 @@ impl log::Host for StepContext {
     async fn progress(&mut self, label: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
         (self.events)(&Event::Progress {
             step: self.step.clone(),
-            label: truncated(label),
+            label: truncate(&label, PROGRESS_LABEL_MAX),
             done,
             total,
         });

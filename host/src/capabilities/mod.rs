@@ -148,8 +148,7 @@ pub struct NoHooks;
 impl CallHooks for NoHooks {}
 
 /// Largest checkpoint key and value a plugin may store.
-const CHECKPOINT_KEY_MAX: usize = 256;
-const CHECKPOINT_VALUE_MAX: usize = 64 * 1024;
+pub(crate) use crate::limits::{CHECKPOINT_KEY_MAX, CHECKPOINT_VALUE_MAX};
 
 /// Everything one step's capabilities can reach: its grants, the backend, the hooks, its event
 /// sink and its checkpoint map. Nothing of other steps.

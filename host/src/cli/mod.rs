@@ -185,7 +185,8 @@ impl From<anyhow::Error> for Failure {
                 | Error::UnknownPlugin(_)
                 | Error::ReadPlugin { .. }
                 | Error::PluginHashMismatch { .. }
-                | Error::NotAPlugin { .. },
+                | Error::NotAPlugin { .. }
+                | Error::File(_),
             ) => 2,
             // `Error::Compile` only comes from a built-in plugin (a user's file that does not
             // compile is `NotAPlugin`): a broken build, not bad input.

@@ -6,18 +6,26 @@ use super::record::{CallError, Record};
 use super::{now_ms, Journal};
 use crate::capabilities::{Call, CallHooks, CallOutcome};
 use crate::events::{Event, EventSink};
+use crate::limits::CHECKPOINT_WRITTEN_MAX;
 use crate::wit::types::{Param, Value};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-/// Journals a run's calls and steps into one [`Journal`].
+/// Journals a run's calls and steps into one [`Journal`]. A step's checkpoint records are
+/// bounded: past [`CHECKPOINT_WRITTEN_MAX`] bytes of keys and values journaled for one step, a
+/// further `put` or `remove` is refused (and fails the step).
 #[derive(Debug, Clone)]
 pub struct JournalHooks {
     journal: Arc<Journal>,
+    checkpointed: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl JournalHooks {
     pub fn new(journal: Arc<Journal>) -> Self {
-        JournalHooks { journal }
+        JournalHooks {
+            journal,
+            checkpointed: Arc::default(),
+        }
     }
 
     pub fn journal(&self) -> &Arc<Journal> {
@@ -106,6 +114,18 @@ pub fn outputs_from_json(map: &serde_json::Map<String, serde_json::Value>) -> Ve
 
 impl CallHooks for JournalHooks {
     fn checkpoint(&self, step: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+        {
+            let mut written = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
+            let total = written.entry(step.to_string()).or_default();
+            let adding = (key.len() + value.map_or(0, str::len)) as u64;
+            if total.saturating_add(adding) > CHECKPOINT_WRITTEN_MAX {
+                return Err(format!(
+                    "step `{step}` has journaled {} of checkpoint writes, the most a step may",
+                    bytesize::ByteSize(CHECKPOINT_WRITTEN_MAX)
+                ));
+            }
+            *total += adding;
+        }
         self.journal
             .append(Record::Checkpoint {
                 step: step.to_string(),
@@ -153,5 +173,32 @@ impl CallHooks for JournalHooks {
         if let Err(e) = self.journal.append(record) {
             tracing::error!("{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_writes_past_the_per_step_cap_are_refused_and_not_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let hooks = JournalHooks::new(Arc::new(Journal::open(&path).unwrap()));
+        // As if the step had already rewritten its checkpoint up to 10 bytes short of the cap.
+        hooks
+            .checkpointed
+            .lock()
+            .unwrap()
+            .insert("s".into(), CHECKPOINT_WRITTEN_MAX - 10);
+        hooks.checkpoint("s", "k", Some("12345678")).unwrap();
+        let e = hooks.checkpoint("s", "k", Some("x")).unwrap_err();
+        assert!(e.contains("has journaled 64.0 MiB of checkpoint writes"), "{e}");
+        hooks.checkpoint("other", "k", Some("x")).unwrap();
+        assert_eq!(
+            Journal::read(&path).unwrap().len(),
+            2,
+            "the refused write left no record"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod runs;
 pub use hooks::{outputs_from_json, outputs_json, JournalHooks};
 pub use record::{CallError, Record};
 
+use crate::limits::JOURNAL_RECORD_MAX;
 use record::{Envelope, VERSION};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -70,13 +71,15 @@ impl Journal {
         &self.path
     }
 
-    /// Appends `record` and syncs it to disk before returning.
+    /// Appends `record` and syncs it to disk before returning. A record whose line would exceed
+    /// [`JOURNAL_RECORD_MAX`] has its descriptive fields cut (see [`Record`]) and is still
+    /// written.
     pub fn append(&self, record: Record) -> Result<(), JournalError> {
         let io = |source| JournalError::Io {
             path: self.path.display().to_string(),
             source,
         };
-        let json = serde_json::to_string(&Envelope { v: VERSION, record }).map_err(|e| JournalError::Io {
+        let json = bounded_json(record).map_err(|e| JournalError::Io {
             path: self.path.display().to_string(),
             source: std::io::Error::other(e),
         })?;
@@ -111,6 +114,20 @@ impl Journal {
             }
         }
         Ok(records)
+    }
+}
+
+/// The JSON of `record`'s line, its descriptive fields cut until the line (checksum, space and
+/// newline included) fits in [`JOURNAL_RECORD_MAX`] or nothing is left to cut.
+fn bounded_json(record: Record) -> Result<String, serde_json::Error> {
+    const FRAME: usize = 16 + 1 + 1;
+    let budget = JOURNAL_RECORD_MAX - FRAME;
+    let mut envelope = Envelope { v: VERSION, record };
+    loop {
+        let json = serde_json::to_string(&envelope)?;
+        if json.len() <= budget || !envelope.record.cut(json.len() - budget) {
+            return Ok(json);
+        }
     }
 }
 
@@ -160,6 +177,49 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"0123456789abcdef {\"v\":1,\"type\":\"run-fin").unwrap();
         assert_eq!(Journal::read(&path).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_oversize_call_record_is_cut_to_the_cap_and_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let j = Journal::open(&path).unwrap();
+        let call = Record::Call {
+            step: "s".into(),
+            seq: 1,
+            call: "arm.request".into(),
+            resource: Some("/x".repeat(100_000)),
+            write: false,
+            // Control characters: six bytes of JSON each.
+            args: "\u{1}".repeat(300_000),
+            ok: false,
+            error: Some(CallError {
+                kind: "invalid".into(),
+                code: "C".repeat(50_000),
+                message: "m".repeat(1 << 20),
+            }),
+            duration_ms: 1,
+            requests: 0,
+            retries: 0,
+            retry_reasons: vec!["r".into(); 100_000],
+            request_ids: vec![],
+        };
+        j.append(call).unwrap();
+        j.append(finished(true)).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len() as usize;
+        assert!(size <= JOURNAL_RECORD_MAX + 100, "journal of {size} bytes");
+        let records = Journal::read(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        match &records[0] {
+            Record::Call {
+                step, seq, args, error, ..
+            } => {
+                assert_eq!((step.as_str(), *seq), ("s", 1));
+                assert!(args.contains("bytes cut)"), "the cut is marked");
+                assert_eq!(error.as_ref().unwrap().kind, "invalid");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

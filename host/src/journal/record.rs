@@ -97,6 +97,89 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// Shortens the descriptive fields by about `excess` bytes (a call's arguments, resource and
+    /// error, retry reasons and request ids, a denied resource, a failure reason, a skip
+    /// condition), each cut with a `… (N bytes cut)` marker, largest first; `false` when none is
+    /// left to shorten. Fields a resume reads (outputs, checkpoint entries, a run's start) are
+    /// never touched.
+    pub(crate) fn cut(&mut self, excess: usize) -> bool {
+        /// Fields this short are left alone (a marker would not make them shorter).
+        const KEEP: usize = 64;
+        let longest = self.texts().iter().map(|t| t.len()).max().unwrap_or(0);
+        // A long list of short items weighing more than any text: keep half, say how many went.
+        if let Record::Call {
+            retry_reasons,
+            request_ids,
+            ..
+        } = self
+        {
+            let size = |l: &Vec<String>| l.iter().map(|i| i.len() + 3).sum::<usize>();
+            let list = [retry_reasons, request_ids]
+                .into_iter()
+                .filter(|l| l.len() > 8)
+                .max_by_key(|l| size(l));
+            if let Some(list) = list.filter(|l| size(l) >= longest) {
+                let cut = list.len() - list.len() / 2;
+                list.truncate(list.len() / 2);
+                list.push(format!("… ({cut} more cut)"));
+                return true;
+            }
+        }
+        let Some(text) = self
+            .texts()
+            .into_iter()
+            .filter(|t| t.len() > KEEP)
+            .max_by_key(|t| t.len())
+        else {
+            return false;
+        };
+        // The marker adds under 32 bytes; every byte cut removes at least one byte of JSON.
+        let keep = text.len().saturating_sub(excess.saturating_add(32)).max(KEEP / 2);
+        *text = crate::limits::truncate(text, keep);
+        true
+    }
+
+    /// The descriptive text fields, list items included.
+    fn texts(&mut self) -> Vec<&mut String> {
+        let mut texts: Vec<&mut String> = Vec::new();
+        match self {
+            Record::Call {
+                args,
+                resource,
+                error,
+                retry_reasons,
+                request_ids,
+                ..
+            } => {
+                texts.push(args);
+                texts.extend(resource.as_mut());
+                if let Some(e) = error.as_mut() {
+                    texts.push(&mut e.code);
+                    texts.push(&mut e.message);
+                }
+                texts.extend(retry_reasons.iter_mut());
+                texts.extend(request_ids.iter_mut());
+            }
+            Record::CallDenied {
+                call, action, resource, ..
+            } => {
+                texts.push(call);
+                texts.push(action);
+                texts.push(resource);
+            }
+            Record::StepFinished { reason, .. } => texts.extend(reason.as_mut()),
+            Record::StepSkipped { condition, .. } => texts.push(condition),
+            Record::RunStarted { .. }
+            | Record::Resumed { .. }
+            | Record::StepStarted { .. }
+            | Record::Checkpoint { .. }
+            | Record::RunFinished { .. } => {}
+        }
+        texts
+    }
+}
+
 /// The WIT error of a failed call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallError {

@@ -6,6 +6,7 @@ use super::parse::{has_type, parse_file, RawStepSpec, StepEntry};
 use super::template::{self, Condition, Ref};
 use super::{Location, ParamEntry, Pipeline, PipelineError, StepSpec, VarInputs, VarSpec};
 use crate::grants::{Grant, Grants};
+use crate::limits::{read_text_file, FileError, PIPELINE_FILE_MAX, VARS_FILE_MAX};
 use crate::plugin::sha256_hex;
 use crate::wit::types::ValueType;
 use std::collections::BTreeMap;
@@ -45,12 +46,19 @@ fn load_tree(
     stack: &mut Vec<PathBuf>,
 ) -> Result<Expanded, PipelineError> {
     let at = || included_from.cloned().unwrap_or_else(|| nowhere(name));
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(
-            at(),
-            format!("cannot read {}: {e}", path.display()),
-            included_from.map(|_| "include paths are relative to the including file".to_string()),
-        )
+    let text = read_text_file(path, PIPELINE_FILE_MAX, "pipeline files").map_err(|e| {
+        let hint = match (&e, included_from) {
+            (FileError::Io { .. }, Some(_)) => Some("include paths are relative to the including file".to_string()),
+            (FileError::Io { .. }, None) => None,
+            _ => Some("a pipeline and each file it includes is a regular TOML file of at most 1 MiB".to_string()),
+        };
+        // Located at the file itself, the message need not name it again.
+        let message = if included_from.is_some() {
+            e.to_string()
+        } else {
+            e.reason()
+        };
+        err(at(), message, hint)
     })?;
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if let Some(first) = stack.iter().position(|p| *p == canonical) {
@@ -162,8 +170,13 @@ fn bind_vars(
         .collect();
     for file in &inputs.files {
         let name = file.display().to_string();
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| err(nowhere(&name), format!("cannot read the variables file: {e}"), None))?;
+        let text = read_text_file(file, VARS_FILE_MAX, "variables files").map_err(|e| {
+            let message = match e {
+                FileError::Io { source, .. } => format!("cannot read the variables file: {source}"),
+                refused => format!("the variables file is {}", refused.reason()),
+            };
+            err(nowhere(&name), message, None)
+        })?;
         let table: BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>> =
             toml::from_str(&text).map_err(|e| {
                 let loc = super::parse::Locator {

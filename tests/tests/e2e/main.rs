@@ -9,6 +9,7 @@ mod common;
 mod arm_client;
 mod attacks;
 mod azure_backend;
+mod bounds;
 mod errors;
 mod grants;
 mod kubernetes;

@@ -57,6 +57,14 @@ pub const PIPELINE_FILE_MAX: u64 = 1 << 20;
 /// Largest `--vars` file: 1 MiB.
 pub const VARS_FILE_MAX: u64 = 1 << 20;
 /// Largest `kmsflow.toml`: 1 MiB.
+/// What a plugin's `describe()` may answer: 256 parameters, outputs and grants together, in
+/// 64 KiB of names, descriptions and defaults; more fails the plugin's load.
+pub const DESCRIBE_ENTRIES_MAX: usize = 256;
+pub const DESCRIBE_BYTES_MAX: usize = 64 * 1024;
+/// Refused calls (denied by the grants, invalid ids or names, unclassifiable `arm` requests) one
+/// step attempt may make before it fails: 1,024. Each is a synced journal record, so a probing
+/// plugin is stopped rather than allowed to flood the journal; no built-in plugin is ever refused.
+pub const REFUSED_CALLS_MAX: u64 = 1024;
 pub const CONFIG_FILE_MAX: u64 = 1 << 20;
 /// Largest plugin component file: 64 MiB (the built-in plugins are under 1 MiB each). Checked
 /// before the file is read or hashed.

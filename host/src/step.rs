@@ -180,7 +180,31 @@ pub(crate) async fn describe(
     limits: StepLimits,
 ) -> Result<PluginInfo, StepFailure> {
     match invoke(pre, ctx, limits, Invocation::Describe).await.0? {
-        Returned::Info(info) => Ok(info),
+        Returned::Info(info) => {
+            let entries = info.params.len() + info.outputs.len() + info.grants.len();
+            let spec_bytes = |p: &crate::wit::types::ParamSpec| {
+                p.name.len() + p.description.len() + p.default.as_ref().map_or(0, |d| format!("{d:?}").len())
+            };
+            let bytes = info.name.len()
+                + info.version.len()
+                + info.description.len()
+                + info.params.iter().chain(&info.outputs).map(spec_bytes).sum::<usize>()
+                + info.grants.iter().map(|g| g.description.len()).sum::<usize>();
+            if entries > crate::limits::DESCRIBE_ENTRIES_MAX || bytes > crate::limits::DESCRIBE_BYTES_MAX {
+                return Err(StepFailure::Setup(format!(
+                    "describe() answered {entries} parameters, outputs and grants in {bytes} bytes; the limits are \
+                     {} and {} bytes",
+                    crate::limits::DESCRIBE_ENTRIES_MAX,
+                    crate::limits::DESCRIBE_BYTES_MAX
+                )));
+            }
+            if info.name.is_empty() || info.name.len() > 64 || info.name.chars().any(|c| c.is_control()) {
+                return Err(StepFailure::Setup(
+                    "describe() answered a name that is empty, over 64 bytes or has control characters".into(),
+                ));
+            }
+            Ok(info)
+        }
         Returned::Outputs(_) => Err(StepFailure::Setup("run answered a describe".into())),
     }
 }

@@ -1138,6 +1138,20 @@ fn hostile_pipeline(dir: &Path, rg1: &str, rg2: &str) -> std::path::PathBuf {
         rg1,
         "\"read\", \"write\"",
     );
+    // The dedicated capabilities too: an RBAC vault makes its creator Crypto Officer (`roles`),
+    // a cluster created with KMS on sets the KMS block (`kms`).
+    let rw = "\"read\", \"write\"";
+    toml += &step(
+        "write-rbac-vault",
+        "kv-ensure-vault-rbac",
+        std::slice::from_ref(&vault),
+        "",
+        rg1,
+        rw,
+    );
+    let identity = format!("path = \"{rg1}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aks3\"");
+    let aks3 = format!("{rg1}/providers/Microsoft.ContainerService/managedClusters/aks3");
+    toml += &step("write-kms-cluster", "aks-create-kms", &[aks3], &identity, rg1, rw);
     // 6. URL parts: api-versions, key names and versions.
     let versions = vec![
         "2024-01-01&$expand=x#".to_string(),
@@ -1272,7 +1286,13 @@ fn hostile_plugins_reach_nothing_outside_their_grants_and_no_credential() {
         );
     }
     assert_eq!(results("credentials-post")[2], "denied:CredentialsNotExposed");
-    for id in ["write-roles", "write-kms", "write-policies"] {
+    for id in [
+        "write-roles",
+        "write-kms",
+        "write-policies",
+        "write-rbac-vault",
+        "write-kms-cluster",
+    ] {
         assert_eq!(results(id), ["denied:GrantMissing"], "{id}");
     }
     for id in ["api-version", "key-names", "key-versions"] {

@@ -283,7 +283,7 @@ impl arm::Host for StepContext {
                     resource: Some(&id),
                     args: format!("{method:?} refused: {}", refusal.code),
                 };
-                self.report_denied(&call, &id.to_string());
+                self.report_denied(&call, &id.to_string())?;
                 return Err(CapabilityError::guest(
                     ErrorKind::Denied,
                     refusal.code,

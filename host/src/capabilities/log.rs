@@ -17,8 +17,8 @@ impl log::Host for StepContext {
             Level::Error => LogLevel::Error,
         };
         // Cut here; the step's log budget (`output::LogBudget`) counts the line.
+        // No `tracing` record here: the event is rendered (and budgeted) once, by the sink.
         let message = truncate(&message, LOG_LINE_MAX);
-        tracing::debug!(step = %self.step, ?level, "{message}");
         (self.events)(&Event::Log {
             step: self.step.clone(),
             level,

@@ -148,7 +148,7 @@ pub struct NoHooks;
 impl CallHooks for NoHooks {}
 
 /// Largest checkpoint key and value a plugin may store.
-pub(crate) use crate::limits::{CHECKPOINT_KEY_MAX, CHECKPOINT_VALUE_MAX};
+pub(crate) use crate::limits::{CHECKPOINT_KEY_MAX, CHECKPOINT_VALUE_MAX, REFUSED_CALLS_MAX};
 
 /// Everything one step's capabilities can reach: its grants, the backend, the hooks, its event
 /// sink and its checkpoint map. Nothing of other steps.
@@ -161,6 +161,8 @@ pub struct StepContext {
     pub(crate) events: EventSink,
     pub(crate) checkpoint: BTreeMap<String, String>,
     seq: u64,
+    /// Calls refused so far (grants, invalid ids, `arm` classification).
+    refused: u64,
 }
 
 /// An allowed call in flight: the token for the backend and what `finish` needs.
@@ -189,6 +191,7 @@ impl StepContext {
             events,
             checkpoint: BTreeMap::new(),
             seq: 0,
+            refused: 0,
         }
     }
 
@@ -226,7 +229,9 @@ impl StepContext {
                 resource: None,
                 args: format!("refused resource id `{shown}`"),
             };
-            self.report_denied(&call, &shown);
+            if let Err(trap) = self.report_denied(&call, &shown) {
+                return trap;
+            }
             tracing::warn!(step = %self.step, call = name, "refused resource id: {reason}");
             CapabilityError::guest(ErrorKind::Invalid, "InvalidResourceId", format!("{name}: {reason}"))
         })
@@ -237,7 +242,16 @@ impl StepContext {
         checked.map_err(|e| CapabilityError::guest(ErrorKind::Invalid, "InvalidArgument", format!("{name}: {e}")))
     }
 
-    fn report_denied(&self, call: &Call<'_>, resource: &str) {
+    /// Journals and reports a refused call; past [`REFUSED_CALLS_MAX`] a step is probing, not
+    /// working, and fails (a trap) instead of writing one more synced record.
+    fn report_denied(&mut self, call: &Call<'_>, resource: &str) -> Result<(), CapabilityError> {
+        self.refused += 1;
+        if self.refused > REFUSED_CALLS_MAX {
+            return Err(CapabilityError::trap(wasmtime::Error::msg(format!(
+                "step `{}` made more than {REFUSED_CALLS_MAX} refused calls; stopped",
+                self.step
+            ))));
+        }
         self.hooks.denied(&self.step, call);
         (self.events)(&Event::CallDenied {
             step: self.step.clone(),
@@ -245,6 +259,7 @@ impl StepContext {
             action: call.actions_text(),
             resource: resource.to_string(),
         });
+        Ok(())
     }
 
     /// The policy point: checks `call` against the step's grants and the hooks before any I/O.
@@ -252,7 +267,7 @@ impl StepContext {
     pub(crate) fn authorize<'a>(&mut self, call: Call<'a>) -> Result<InFlight<'a>, CapabilityError> {
         if let Some(resource) = call.resource {
             if let Some(action) = self.grants.missing(&call.actions, resource) {
-                self.report_denied(&call, &resource.to_string());
+                self.report_denied(&call, &resource.to_string())?;
                 tracing::warn!(step = %self.step, call = call.name, %action, %resource, "denied by grants");
                 return Err(CapabilityError::guest(
                     ErrorKind::Denied,

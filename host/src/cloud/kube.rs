@@ -218,7 +218,12 @@ impl KubeClients {
             .iter()
             .find(|c| ResourceId::parse(&c.cluster).is_ok_and(|id| id == *cluster))
         {
-            let kubeconfig = Kubeconfig::read_from(&ctx.kubeconfig)
+            // The runner's own file, still read through the bounded reader (regular file, size cap).
+            let bytes = crate::limits::read_file(&ctx.kubeconfig, crate::limits::CONFIG_FILE_MAX, "kubeconfig files")
+                .map_err(|e| KubeError::Client(e.to_string()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| KubeError::Client(format!("kubeconfig {} is not UTF-8", ctx.kubeconfig.display())))?;
+            let kubeconfig = Kubeconfig::from_yaml(&text)
                 .map_err(|e| KubeError::Client(format!("cannot read {}: {e}", ctx.kubeconfig.display())))?;
             let options = KubeConfigOptions {
                 context: ctx.context.clone(),

@@ -239,7 +239,11 @@ async fn generated_ids_are_refused_or_reach_only_what_the_grant_covers() {
     let mut sent = 0;
     for mode in MODES {
         let before = last_seq(&c).await;
-        let results = hostile(&c, mode, &ids, &[], grants.clone()).await;
+        // In steps of 250: a step refused more than 1,024 times is stopped (tested below).
+        let mut results = Vec::new();
+        for batch in ids.chunks(250) {
+            results.extend(hostile(&c, mode, batch, &[], grants.clone()).await);
+        }
         assert_eq!(results.len(), ids.len(), "{mode}");
         refused += results
             .iter()
@@ -326,4 +330,54 @@ async fn a_resource_id_of_millions_of_segments_is_refused_at_once_and_recorded_s
             d.len()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_probing_is_stopped_after_1024_refusals() {
+    let c = start().await;
+    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-hostile").await;
+    let probes: Vec<String> = (0..1100).map(|i| format!("{}/%2e%2e/rg{i}", c.rg_id("rg1"))).collect();
+    let recorder = Recorder::default();
+    let step = StepRun {
+        id: "probe".into(),
+        params: vec![
+            Param {
+                name: "mode".into(),
+                value: text("arm-get"),
+            },
+            Param {
+                name: "targets".into(),
+                value: Value::TextList(probes),
+            },
+        ],
+        grants: Grants::new(vec![Grant::new(&c.rg_id("rg1"), &["read"]).unwrap()]),
+        limits: StepLimits::default(),
+    };
+    let report = rt.run_step(&plugin, step, &target, &recorder.options()).await;
+    let failure = report.outcome.expect_err("the probing step fails").to_string();
+    assert!(failure.contains("more than 1024 refused calls"), "{failure}");
+    let denials = recorder
+        .events()
+        .iter()
+        .filter(|e| matches!(e, kmsflow::Event::CallDenied { .. }))
+        .count();
+    assert_eq!(denials, 1024, "every refusal up to the limit is reported, none past it");
+}
+
+#[tokio::test]
+async fn a_describe_that_declares_too_much_is_not_loaded() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let path = kmsflow::test_plugin("test-huge-describe").unwrap();
+    let err = match rt.plugin_from_file(std::path::Path::new(path), None).await {
+        Ok(_) => panic!("a plugin declaring 2,000 parameters was loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("describe() answered 2000 parameters"), "{err}");
+    assert!(err.contains("the limits are 256"), "{err}");
 }

@@ -56,6 +56,39 @@ impl Plugin for Hostile {
                     ),
                     |c| c.name,
                 ),
+                "kv-ensure-vault-rbac" => outcome(
+                    keyvault::ensure_vault(
+                        &t,
+                        &keyvault::VaultSpec {
+                            location: "westeurope".into(),
+                            rbac_authorization: true,
+                            public_network_access: true,
+                            sku: "standard".into(),
+                            purge_protection: false,
+                        },
+                    ),
+                    |v| v.name,
+                ),
+                "aks-create-kms" => outcome(
+                    aks::create_cluster(
+                        &t,
+                        &aks::ClusterSpec {
+                            location: "westeurope".into(),
+                            kubernetes_version: "1.30".into(),
+                            identity: path.clone(),
+                            vnet_integration: false,
+                            node_count: 1,
+                            kms: Some(aks::KmsConfig {
+                                enabled: true,
+                                key_id: "https://kv-hostile.vault.localhost/keys/k1/0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+                                    .into(),
+                                network_access: aks::NetworkAccess::Public,
+                                vault_resource_id: None,
+                            }),
+                        },
+                    ),
+                    |c| c.name,
+                ),
                 "kube-count" => outcome(kubernetes::count_secrets(&t), |n| n.to_string()),
                 "kube-put-state" => outcome(
                     kubernetes::put_state(&t, &[("hostile".to_string(), "1".to_string())], None),

@@ -168,6 +168,25 @@ fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
+/// A `test-hostile` step in `mode` over `targets`.
+fn hostile_step(id: &str, mode: &str, targets: Vec<String>, grants: Grants, limits: StepLimits) -> StepRun {
+    StepRun {
+        id: id.into(),
+        params: vec![
+            Param {
+                name: "mode".into(),
+                value: text(mode),
+            },
+            Param {
+                name: "targets".into(),
+                value: Value::TextList(targets),
+            },
+        ],
+        grants,
+        limits,
+    }
+}
+
 /// Runs `test-hostile` in `mode` over `targets` with `grants`; returns one result line per target.
 async fn hostile(c: &Cloud, mode: &str, targets: &[String], extra: &[(&str, &str)], grants: Grants) -> Vec<String> {
     let target = Target::local_with(c.dir.path(), &TargetSettings::default())
@@ -176,28 +195,13 @@ async fn hostile(c: &Cloud, mode: &str, targets: &[String], extra: &[(&str, &str
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(&cache);
     let plugin = test_plugin(&rt, "test-hostile").await;
-    let mut params = vec![
-        Param {
-            name: "mode".into(),
-            value: text(mode),
-        },
-        Param {
-            name: "targets".into(),
-            value: Value::TextList(targets.to_vec()),
-        },
-    ];
+    let mut step = hostile_step("attack", mode, targets.to_vec(), grants, StepLimits::default());
     for (name, value) in extra {
-        params.push(Param {
+        step.params.push(Param {
             name: (*name).into(),
             value: text(value),
         });
     }
-    let step = StepRun {
-        id: "attack".into(),
-        params,
-        grants,
-        limits: StepLimits::default(),
-    };
     let report = rt
         .run_step(&plugin, step, &target, &Recorder::default().options())
         .await;
@@ -288,25 +292,17 @@ async fn a_resource_id_of_millions_of_segments_is_refused_at_once_and_recorded_s
     let granted = c.rg_id("rg1");
     let before = last_seq(&c).await;
     let recorder = Recorder::default();
-    let step = StepRun {
-        id: "huge".into(),
-        params: vec![
-            Param {
-                name: "mode".into(),
-                value: text("arm-get"),
-            },
-            Param {
-                name: "targets".into(),
-                value: Value::TextList(vec![huge.clone(), huge.replace("/a", "/%2e"), huge]),
-            },
-        ],
-        grants: Grants::new(vec![Grant::new(&granted, &["read"]).unwrap()]),
-        // A parse that did per-segment work on millions of segments would run into this.
-        limits: StepLimits {
+    // A parse that did per-segment work on millions of segments would run into the timeout.
+    let step = hostile_step(
+        "huge",
+        "arm-get",
+        vec![huge.clone(), huge.replace("/a", "/%2e"), huge],
+        Grants::new(vec![Grant::new(&granted, &["read"]).unwrap()]),
+        StepLimits {
             timeout: std::time::Duration::from_secs(20),
             ..StepLimits::default()
         },
-    };
+    );
     let report = rt.run_step(&plugin, step, &target, &recorder.options()).await;
     let outputs = report.outcome.unwrap_or_else(|e| panic!("the step failed: {e}"));
     let Some(Value::Text(results)) = output(&outputs, "results") else {
@@ -343,21 +339,8 @@ async fn a_plugin_that_keeps_probing_is_stopped_after_1024_refusals() {
     let plugin = test_plugin(&rt, "test-hostile").await;
     let probes: Vec<String> = (0..1100).map(|i| format!("{}/%2e%2e/rg{i}", c.rg_id("rg1"))).collect();
     let recorder = Recorder::default();
-    let step = StepRun {
-        id: "probe".into(),
-        params: vec![
-            Param {
-                name: "mode".into(),
-                value: text("arm-get"),
-            },
-            Param {
-                name: "targets".into(),
-                value: Value::TextList(probes),
-            },
-        ],
-        grants: Grants::new(vec![Grant::new(&c.rg_id("rg1"), &["read"]).unwrap()]),
-        limits: StepLimits::default(),
-    };
+    let grants = Grants::new(vec![Grant::new(&c.rg_id("rg1"), &["read"]).unwrap()]);
+    let step = hostile_step("probe", "arm-get", probes, grants, StepLimits::default());
     let report = rt.run_step(&plugin, step, &target, &recorder.options()).await;
     let failure = report.outcome.expect_err("the probing step fails").to_string();
     assert!(failure.contains("more than 1024 refused calls"), "{failure}");

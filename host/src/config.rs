@@ -89,6 +89,8 @@ pub struct TargetConfig {
     #[serde(default)]
     pub retry: RetryConfig,
     pub rewrite_concurrency: Option<usize>,
+    /// `humantime` text, e.g. `10m`.
+    pub rbac_propagation_window: Option<String>,
     #[serde(default)]
     pub kubeconfig: Vec<KubeconfigConfig>,
 }
@@ -101,6 +103,8 @@ pub struct ApiVersionsConfig {
     pub identities: Option<String>,
     pub role_assignments: Option<String>,
     pub clusters: Option<String>,
+    /// The Key Vault data-plane api-version (`7.5`).
+    pub keyvault: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -205,15 +209,16 @@ impl Config {
             .ok_or_else(|| self.invalid(name, "no such target".into()))?;
         let duration = |field: &str, v: &Option<String>, default: Duration| match v {
             None => Ok(default),
-            Some(text) => humantime::parse_duration(text)
-                .map_err(|e| self.invalid(name, format!("retry.{field} = \"{text}\": {e}"))),
+            Some(text) => {
+                humantime::parse_duration(text).map_err(|e| self.invalid(name, format!("{field} = \"{text}\": {e}")))
+            }
         };
         let d = RetryPolicy::default();
         let retry = RetryPolicy {
             max_attempts: t.retry.max_attempts.unwrap_or(d.max_attempts).max(1),
-            base_delay: duration("base-delay", &t.retry.base_delay, d.base_delay)?,
-            max_delay: duration("max-delay", &t.retry.max_delay, d.max_delay)?,
-            deadline: duration("deadline", &t.retry.deadline, d.deadline)?,
+            base_delay: duration("retry.base-delay", &t.retry.base_delay, d.base_delay)?,
+            max_delay: duration("retry.max-delay", &t.retry.max_delay, d.max_delay)?,
+            deadline: duration("retry.deadline", &t.retry.deadline, d.deadline)?,
         };
         let v = ApiVersions::default();
         let a = &t.api_versions;
@@ -223,7 +228,10 @@ impl Config {
             identities: a.identities.clone().unwrap_or(v.identities),
             role_assignments: a.role_assignments.clone().unwrap_or(v.role_assignments),
             clusters: a.clusters.clone().unwrap_or(v.clusters),
+            keyvault: a.keyvault.clone().unwrap_or(v.keyvault),
         };
+        crate::names::keyvault_api_version(&api_versions.keyvault)
+            .map_err(|e| self.invalid(name, format!("api-versions.keyvault: {e}")))?;
         for (field, version) in [
             ("resource-groups", &api_versions.resource_groups),
             ("vaults", &api_versions.vaults),
@@ -257,6 +265,11 @@ impl Config {
                 })
                 .collect(),
             rewrite_concurrency: t.rewrite_concurrency.unwrap_or(crate::cloud::kube::DEFAULT_CONCURRENCY),
+            propagation_window: duration(
+                "rbac-propagation-window",
+                &t.rbac_propagation_window,
+                crate::cloud::azure::DEFAULT_PROPAGATION_WINDOW,
+            )?,
         })
     }
 
@@ -298,6 +311,7 @@ client-id = "c"
 rewrite-concurrency = 8
 [targets.prod.api-versions]
 clusters = "2025-10-01"
+keyvault = "7.6-preview.1"
 [targets.prod.retry]
 max-attempts = 3
 deadline = "5m"
@@ -311,6 +325,7 @@ context = "a-admin"
         let s = c.settings("prod").unwrap();
         assert_eq!(s.rewrite_concurrency, 8);
         assert_eq!(s.api_versions.clusters, "2025-10-01");
+        assert_eq!(s.api_versions.keyvault, "7.6-preview.1");
         assert_eq!(s.retry.max_attempts, 3);
         assert_eq!(s.retry.deadline, Duration::from_secs(300));
         assert_eq!(s.kube_contexts[0].kubeconfig, PathBuf::from("/etc/k/kube.yaml"));
@@ -337,5 +352,13 @@ context = "a-admin"
         .unwrap_err()
         .to_string();
         assert!(e.contains("retry.deadline"), "{e}");
+        for (field, value) in [("clusters", "2024-01-01&$expand=x"), ("keyvault", "7.5/../x")] {
+            let text = format!("[targets.x]\ncloud = \"local\"\n[targets.x.api-versions]\n{field} = \"{value}\"\n");
+            let e = Config::parse(&text, Path::new("k.toml"))
+                .and_then(|c| c.settings("x"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("api-versions.{field}")), "{e}");
+        }
     }
 }

@@ -61,6 +61,24 @@ pub fn api_version(value: &str) -> Result<(), NameError> {
     check("api-version", value, ok, "expected YYYY-MM-DD or YYYY-MM-DD-preview")
 }
 
+/// A Key Vault data-plane api-version: `MAJOR.MINOR` with an optional `-preview` (`7.5`,
+/// `7.6-preview.1`).
+pub fn keyvault_api_version(value: &str) -> Result<(), NameError> {
+    let (base, preview) = match value.split_once("-preview") {
+        Some((b, p)) => (b, Some(p)),
+        None => (value, None),
+    };
+    let number = |t: &str| !t.is_empty() && t.len() <= 4 && all(t, |c| c.is_ascii_digit());
+    let base_ok = base.split_once('.').is_some_and(|(a, b)| number(a) && number(b));
+    let preview_ok = preview.is_none_or(|p| p.is_empty() || p.strip_prefix('.').is_some_and(number));
+    check(
+        "Key Vault api-version",
+        value,
+        base_ok && preview_ok,
+        "expected MAJOR.MINOR, optionally -preview[.N] (e.g. 7.5)",
+    )
+}
+
 /// A Key Vault name: 3–24 letters, digits and hyphens, starting with a letter, ending with a
 /// letter or digit, without consecutive hyphens.
 pub fn vault_name(value: &str) -> Result<(), NameError> {

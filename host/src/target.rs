@@ -25,6 +25,9 @@ pub struct TargetSettings {
     pub kube_contexts: Vec<crate::cloud::KubeContext>,
     /// No-op updates in flight during a secret rewrite.
     pub rewrite_concurrency: usize,
+    /// How long after its own role assignments kmsflow takes "not permitted" for propagation
+    /// and retries (`rbac-propagation-window`; default 10 minutes).
+    pub propagation_window: std::time::Duration,
 }
 
 impl Default for TargetSettings {
@@ -34,6 +37,7 @@ impl Default for TargetSettings {
             retry: crate::cloud::RetryPolicy::default(),
             kube_contexts: Vec::new(),
             rewrite_concurrency: crate::cloud::kube::DEFAULT_CONCURRENCY,
+            propagation_window: crate::cloud::azure::DEFAULT_PROPAGATION_WINDOW,
         }
     }
 }
@@ -146,7 +150,9 @@ impl Target {
             credential.clone(),
             settings.retry,
         );
-        let kv = KeyVaultClient::new(client, credential, settings.retry).with_dns_suffix(&cloud.keyvault_dns_suffix);
+        let kv = KeyVaultClient::new(client, credential, settings.retry)
+            .with_dns_suffix(&cloud.keyvault_dns_suffix)
+            .with_api_version(&settings.api_versions.keyvault);
         let kube = KubeClients::new(
             arm.clone(),
             &settings.api_versions.clusters,
@@ -154,7 +160,9 @@ impl Target {
             settings.retry,
         )
         .with_concurrency(settings.rewrite_concurrency);
-        let backend = AzureBackend::new(arm, kv, settings.api_versions.clone()).with_kube(kube);
+        let backend = AzureBackend::new(arm, kv, settings.api_versions.clone())
+            .with_kube(kube)
+            .with_propagation_window(settings.propagation_window);
         Target::new(name, Arc::new(backend))
     }
 

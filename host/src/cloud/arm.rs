@@ -62,6 +62,9 @@ pub enum CloudError {
         code: String,
         message: String,
         request_id: Option<String>,
+        /// The innermost `innererror.code` when the body has one (Key Vault's `ForbiddenByRbac`
+        /// under `Forbidden`, reference §3).
+        inner_code: Option<String>,
     },
     /// No usable answer within the retries and deadline (connections failed, 5xx, throttling).
     #[error("{0}")]
@@ -72,6 +75,9 @@ pub enum CloudError {
     /// The host refused to build the request (an invalid api-version, a link to another host).
     #[error("{0}")]
     Invalid(String),
+    /// A long-running operation did not finish within the deadline; it goes on in the service.
+    #[error("operation {operation}: {message}")]
+    OperationTimedOut { operation: String, message: String },
     /// A long-running operation ended `Failed` or `Canceled`.
     #[error("operation {status}: {code}: {message}")]
     OperationFailed {
@@ -104,8 +110,35 @@ impl CloudError {
             CloudError::Invalid(m) => (ErrorKind::Invalid, "InvalidRequest".to_string(), m.clone()),
             CloudError::Auth(m) => (ErrorKind::Denied, "CredentialUnavailable".to_string(), m.clone()),
             CloudError::OperationFailed { code, message, .. } => (ErrorKind::Conflict, code.clone(), message.clone()),
+            CloudError::OperationTimedOut { operation, message } => (
+                ErrorKind::Unavailable,
+                "OperationTimedOut".to_string(),
+                format!("operation {operation}: {message}"),
+            ),
         };
         WitError { kind, code, message }
+    }
+
+    /// Whether this is the service saying that a role assignment has not taken effect yet:
+    /// Key Vault's 403 `ForbiddenByRbac` (code or inner code), or AKS's
+    /// `AzureKeyVaultKmsValidateIdentityPermissionCustomerError` (reference §1.8: one of its
+    /// causes is "RBAC not yet propagated"), on the request or as the operation's failure.
+    pub fn awaits_role_propagation(&self) -> bool {
+        match self {
+            CloudError::Service {
+                status,
+                code,
+                inner_code,
+                ..
+            } => {
+                (*status == 403 && (code == "ForbiddenByRbac" || inner_code.as_deref() == Some("ForbiddenByRbac")))
+                    || code == "AzureKeyVaultKmsValidateIdentityPermissionCustomerError"
+            }
+            CloudError::OperationFailed { code, .. } => {
+                code == "AzureKeyVaultKmsValidateIdentityPermissionCustomerError"
+            }
+            _ => false,
+        }
     }
 
     /// The HTTP status, when the service answered.
@@ -231,6 +264,36 @@ impl ArmClient {
         body: Option<&Value>,
         extra: &[(&str, &str)],
     ) -> Result<ArmResponse, CloudError> {
+        self.send_attempts(method, url, body, extra, self.policy.max_attempts)
+            .await
+    }
+
+    /// Sends one request exactly once: for a call that is not idempotent (creating a key
+    /// version), whose caller must first check whether a lost attempt took effect before trying
+    /// again. A 429/5xx/dropped connection is [`CloudError::Unavailable`].
+    pub async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<ArmResponse, CloudError> {
+        self.send_attempts(method, url, body, extra, 1).await
+    }
+
+    /// The client's retry policy.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    async fn send_attempts(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+        max_attempts: u32,
+    ) -> Result<ArmResponse, CloudError> {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -281,7 +344,14 @@ impl ArmClient {
                         });
                     }
                     let error = &body["error"];
+                    let mut inner = &error["innererror"];
+                    let mut inner_code = None;
+                    while let Some(code) = inner["code"].as_str() {
+                        inner_code = Some(code.to_string());
+                        inner = &inner["innererror"];
+                    }
                     return Err(CloudError::Service {
+                        inner_code,
                         status: status.as_u16(),
                         code: error["code"].as_str().unwrap_or_default().to_string(),
                         message: error["message"]
@@ -309,7 +379,7 @@ impl ArmClient {
             };
             attempt += 1;
             let delay = self.policy.delay(attempt, wait);
-            if attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.deadline {
+            if attempt >= max_attempts || started.elapsed() + delay > self.policy.deadline {
                 return Err(CloudError::Unavailable(format!(
                     "{method} {url} gave up after {attempt} attempts: {last_error}"
                 )));
@@ -380,7 +450,17 @@ impl ArmClient {
             .await
     }
 
-    /// Waits for the long-running operation `first` started on `path`, then returns the resource.
+    /// Waits for the long-running operation `first` started on `path`, then returns the resource
+    /// (reference §5, "long-running operations"):
+    ///
+    /// - `Azure-AsyncOperation`: the status document (always 200) until its `status` is terminal;
+    /// - else `202` + `Location`: the Location URL answers 202 while running, then 200/204;
+    /// - else a non-terminal `properties.provisioningState` (or a bare 202): the resource itself.
+    ///
+    /// Each poll waits the service's `Retry-After`, else a backoff doubling from 1 s to 30 s (as
+    /// the Azure SDKs' pollers do), and the whole wait is bounded by the retry policy's deadline:
+    /// an operation still running then fails with [`CloudError::OperationTimedOut`], naming the
+    /// operation, so a `resume` can continue waiting on it.
     pub async fn wait(
         &self,
         path: &ResourceId,
@@ -394,56 +474,134 @@ impl ArmClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let mut delay = retry_after(&first.headers).unwrap_or(Duration::from_secs(1));
+        let mut poll = Poller::new(self.policy.deadline, retry_after(&first.headers));
         if let Some(status_url) = header("azure-asyncoperation") {
+            let operation = operation_id(&status_url);
             loop {
-                tokio::time::sleep(delay).await;
-                let poll = self.send(Method::GET, self.follow(&status_url)?, None, &[]).await?;
-                let status = poll.body["status"].as_str().unwrap_or("InProgress").to_string();
+                poll.sleep(path, &operation, "InProgress").await?;
+                let answer = self.send(Method::GET, self.follow(&status_url)?, None, &[]).await?;
+                let status = answer.body["status"].as_str().unwrap_or("InProgress").to_string();
+                poll.after(&answer.headers);
                 if terminal(&status) {
                     if status != "Succeeded" {
-                        let error = &poll.body["error"];
+                        let error = &answer.body["error"];
                         return Err(CloudError::OperationFailed {
                             status,
                             code: error["code"].as_str().unwrap_or_default().to_string(),
-                            message: error["message"].as_str().unwrap_or_default().to_string(),
+                            message: format!(
+                                "operation {operation}: {}",
+                                error["message"].as_str().unwrap_or_default()
+                            ),
                         });
                     }
                     return self.get(path, api_version).await;
                 }
-                delay = retry_after(&poll.headers).unwrap_or(delay);
+                poll.state = status;
             }
         }
         if let Some(location) = header("location").filter(|_| first.status == 202) {
+            let operation = operation_id(&location);
             loop {
-                tokio::time::sleep(delay).await;
-                let poll = self.send(Method::GET, self.follow(&location)?, None, &[]).await?;
-                if poll.status != 202 {
+                poll.sleep(path, &operation, "InProgress").await?;
+                let answer = self.send(Method::GET, self.follow(&location)?, None, &[]).await?;
+                poll.after(&answer.headers);
+                if answer.status != 202 {
                     return self.get(path, api_version).await;
                 }
-                delay = retry_after(&poll.headers).unwrap_or(delay);
             }
         }
         let mut current = first;
+        let operation = format!("{path} (provisioningState)");
         loop {
             let state = current.body["properties"]["provisioningState"]
                 .as_str()
-                .unwrap_or("Succeeded")
+                .unwrap_or(if current.status == 202 { "Accepted" } else { "Succeeded" })
                 .to_string();
             if terminal(&state) {
                 return if state == "Succeeded" {
                     Ok(current)
                 } else {
                     Err(CloudError::OperationFailed {
-                        status: state,
+                        status: state.clone(),
                         code: String::new(),
-                        message: format!("{path} ended {}", current.body["properties"]["provisioningState"]),
+                        message: format!("{path} ended {state}"),
                     })
                 };
             }
-            tokio::time::sleep(delay).await;
+            poll.state = state.clone();
+            poll.sleep(path, &operation, &state).await?;
             current = self.get(path, api_version).await?;
+            poll.after(&current.headers);
         }
+    }
+}
+
+/// The id of an operation from its status or result URL (`…/operations/{id}?…`), else the URL.
+fn operation_id(url: &str) -> String {
+    url.split('?')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').rsplit('/').next())
+        .filter(|id| !id.is_empty())
+        .unwrap_or(url)
+        .to_string()
+}
+
+/// The pacing of one long-running operation's polls: `Retry-After` when the service gives one,
+/// else 1 s doubling to [`MAX_POLL_INTERVAL`]; never past the deadline.
+struct Poller {
+    started: Instant,
+    deadline: Duration,
+    next: Duration,
+    backoff: Duration,
+    state: String,
+}
+
+/// The longest wait between two polls without a `Retry-After` (the Azure SDKs' default).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+impl Poller {
+    fn new(deadline: Duration, retry_after: Option<Duration>) -> Self {
+        Poller {
+            started: Instant::now(),
+            deadline,
+            next: retry_after.unwrap_or(Duration::from_secs(1)),
+            backoff: Duration::from_secs(1),
+            state: String::new(),
+        }
+    }
+
+    /// Sleeps until the next poll, or fails when that would pass the deadline.
+    async fn sleep(&mut self, path: &ResourceId, operation: &str, default_state: &str) -> Result<(), CloudError> {
+        let elapsed = self.started.elapsed();
+        if elapsed + self.next > self.deadline {
+            let state = if self.state.is_empty() {
+                default_state
+            } else {
+                &self.state
+            };
+            return Err(CloudError::OperationTimedOut {
+                operation: operation.to_string(),
+                message: format!(
+                    "the operation on {path} is still {state} after {}s (the target's retry deadline is {}s); \
+                     it goes on in Azure: `kmsflow resume` continues waiting for it",
+                    elapsed.as_secs(),
+                    self.deadline.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(self.next).await;
+        Ok(())
+    }
+
+    /// Takes the next interval from a poll's answer.
+    fn after(&mut self, headers: &HeaderMap) {
+        self.next = match retry_after(headers) {
+            Some(wait) => wait,
+            None => {
+                self.backoff = (self.backoff * 2).min(MAX_POLL_INTERVAL);
+                self.backoff
+            }
+        };
     }
 }
 
@@ -468,6 +626,40 @@ mod tests {
     }
 
     #[test]
+    fn operation_ids_come_from_status_and_result_urls() {
+        assert_eq!(
+            operation_id("https://management.azure.com/subscriptions/s/providers/Microsoft.ContainerService/locations/westeurope/operations/7f3c?api-version=2017-08-31"),
+            "7f3c"
+        );
+        assert_eq!(operation_id("https://h/x/operationresults/ab12/?t=1"), "ab12");
+    }
+
+    #[tokio::test]
+    async fn polling_backs_off_to_thirty_seconds_and_stops_at_the_deadline() {
+        let id = ResourceId::parse("/subscriptions/s/resourceGroups/rg").unwrap();
+        let mut p = Poller::new(Duration::from_secs(3600), None);
+        let empty = HeaderMap::new();
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            p.after(&empty);
+            waits.push(p.next.as_secs());
+        }
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30, 30]);
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("12"));
+        p.after(&headers);
+        assert_eq!(p.next, Duration::from_secs(12));
+        let mut late = Poller::new(Duration::from_millis(500), Some(Duration::from_secs(1)));
+        late.state = "Updating".into();
+        let err = late.sleep(&id, "op-1", "InProgress").await.unwrap_err();
+        assert!(
+            matches!(&err, CloudError::OperationTimedOut { operation, .. } if operation == "op-1"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("still Updating"), "{err}");
+    }
+
+    #[test]
     fn service_errors_map_to_wit_kinds() {
         let e = |status| {
             CloudError::Service {
@@ -475,11 +667,22 @@ mod tests {
                 code: "C".into(),
                 message: "m".into(),
                 request_id: None,
+                inner_code: None,
             }
             .to_wit()
             .kind
         };
         assert_eq!(e(404), ErrorKind::NotFound);
+        let forbidden = |code: &str, inner: Option<&str>| CloudError::Service {
+            status: 403,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+            inner_code: inner.map(str::to_string),
+        };
+        assert!(forbidden("Forbidden", Some("ForbiddenByRbac")).awaits_role_propagation());
+        assert!(forbidden("ForbiddenByRbac", None).awaits_role_propagation());
+        assert!(!forbidden("Forbidden", Some("KeyDisabled")).awaits_role_propagation());
         assert_eq!(e(403), ErrorKind::Denied);
         assert_eq!(e(409), ErrorKind::Conflict);
         assert_eq!(e(412), ErrorKind::Precondition);

@@ -14,16 +14,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use url::Url;
 
-/// The data-plane api-version.
-const API_VERSION: &str = "7.5";
+/// The data-plane api-version unless the target sets another (`api-versions.keyvault`).
+pub const DEFAULT_API_VERSION: &str = "7.5";
 
 /// A data-plane client for every vault of one cloud and credential.
 pub struct KeyVaultClient {
     http: reqwest::Client,
     credential: Arc<dyn TokenCredential>,
     policy: RetryPolicy,
-    /// Per resource (`https://vault.azure.net`): the client that holds tokens for it.
+    /// Per vault host: the client holding tokens for the resource its challenge named.
     clients: Mutex<HashMap<String, ArmClient>>,
+    /// The data-plane api-version (checked like any api-version).
+    api_version: String,
     /// The target cloud's Key Vault DNS suffix (`vault.azure.net`); vault hosts must end with it.
     dns_suffix: Option<String>,
 }
@@ -55,8 +57,15 @@ impl KeyVaultClient {
             credential,
             policy,
             clients: Mutex::new(HashMap::new()),
+            api_version: DEFAULT_API_VERSION.to_string(),
             dns_suffix: None,
         }
+    }
+
+    /// Uses data-plane api-version `version` (already checked by `names::api_version`).
+    pub fn with_api_version(mut self, version: &str) -> Self {
+        self.api_version = version.to_string();
+        self
     }
 
     /// Accept only vault hosts `{name}.{suffix}` (the target cloud's Key Vault DNS suffix).
@@ -93,26 +102,17 @@ impl KeyVaultClient {
         Ok(url)
     }
 
-    /// The client for `vault_uri`, discovering its token resource through the challenge.
-    async fn client(&self, vault: &Url) -> Result<ArmClient, CloudError> {
-        let probe = url_of(vault, &["keys"]);
-        let resp = self
-            .http
-            .get(probe.clone())
-            .send()
-            .await
-            .map_err(|e| CloudError::Unavailable(format!("{probe}: {e}")))?;
-        let header = resp
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| {
-                CloudError::Unavailable(format!(
-                    "{vault} did not answer with a bearer challenge ({})",
-                    resp.status()
-                ))
-            })?;
+    /// The client for `vault`'s host: cached per host, else discovered through the bearer
+    /// challenge (an unauthenticated `GET /keys`, answered 401 with `WWW-Authenticate`). The probe
+    /// is retried like any call — throttling, 5xx, a dropped connection, or a host that does not
+    /// answer yet (a new vault's DNS name is registered after its creation, reference §2) — within
+    /// the retry policy, each retry recorded on the call's wire report.
+    async fn client_for(&self, vault: &Url) -> Result<ArmClient, CloudError> {
+        let host = vault.host_str().unwrap_or_default().to_ascii_lowercase();
+        if let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&host) {
+            return Ok(c.clone());
+        }
+        let header = self.challenge(vault).await?;
         let params = challenge_params(&header);
         let resource = params
             .get("resource")
@@ -120,22 +120,66 @@ impl KeyVaultClient {
             .cloned()
             .ok_or_else(|| CloudError::Auth(format!("the challenge of {vault} names no resource")))?;
         let resource_host = host_of(&resource);
-        let vault_host = vault.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !vault_host.ends_with(&format!(".{resource_host}")) {
+        if !host.ends_with(&format!(".{resource_host}")) {
             return Err(CloudError::Auth(format!(
-                "the challenge resource {resource} does not match the vault host {vault_host}"
+                "the challenge resource {resource} does not match the vault host {host}"
             )));
         }
         let scope = format!(
             "{}/.default",
             resource.trim_end_matches("/.default").trim_end_matches('/')
         );
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let client = clients
-            .entry(scope.clone())
-            .or_insert_with(|| ArmClient::new(self.http.clone(), "", &scope, Arc::clone(&self.credential), self.policy))
-            .clone();
+        let client = ArmClient::new(self.http.clone(), "", &scope, Arc::clone(&self.credential), self.policy);
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(host, client.clone());
         Ok(client)
+    }
+
+    /// The `WWW-Authenticate` header of `vault`'s challenge, with retries.
+    async fn challenge(&self, vault: &Url) -> Result<String, CloudError> {
+        let probe = url_of(vault, &["keys"], &self.api_version);
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let (wait, why) = match self.http.get(probe.clone()).send().await {
+                Ok(resp) => {
+                    let header = resp
+                        .headers()
+                        .get(reqwest::header::WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|h| h.trim_start().starts_with("Bearer"))
+                        .map(str::to_string);
+                    if let Some(header) = header {
+                        return Ok(header);
+                    }
+                    let status = resp.status();
+                    let wait = super::arm::retry_after(resp.headers());
+                    if !(status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 404) {
+                        return Err(CloudError::Unavailable(format!(
+                            "{vault} did not answer with a bearer challenge ({status})"
+                        )));
+                    }
+                    (wait, status.as_u16().to_string())
+                }
+                Err(e) => (None, format!("connection failed: {e}")),
+            };
+            super::wire::record_retry(&format!("challenge {why}"));
+            attempt += 1;
+            let delay = self.policy.delay(attempt, wait);
+            if attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.deadline {
+                return Err(CloudError::Unavailable(format!(
+                    "{vault} gave no bearer challenge after {attempt} attempts: {why}"
+                )));
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Waits until `vault`'s data plane answers (its challenge), e.g. right after its creation.
+    pub async fn wait_until_answering(&self, vault: &Url) -> Result<(), CloudError> {
+        self.client_for(vault).await.map(drop)
     }
 
     /// One data-plane call on `vault` (from [`KeyVaultClient::vault_url`]) at `segments`
@@ -147,20 +191,24 @@ impl KeyVaultClient {
         segments: &[&str],
         body: Option<&Value>,
     ) -> Result<ArmResponse, CloudError> {
-        let client = {
-            let cached = self
-                .clients
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .next()
-                .cloned();
-            match cached {
-                Some(c) => c,
-                None => self.client(vault).await?,
-            }
-        };
-        client.send(method, url_of(vault, segments), body, &[]).await
+        let client = self.client_for(vault).await?;
+        client
+            .send(method, url_of(vault, segments, &self.api_version), body, &[])
+            .await
+    }
+
+    /// One attempt of a call that is not idempotent (see [`ArmClient::send_once`]).
+    pub async fn call_once(
+        &self,
+        method: Method,
+        vault: &Url,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<ArmResponse, CloudError> {
+        let client = self.client_for(vault).await?;
+        client
+            .send_once(method, url_of(vault, segments, &self.api_version), body, &[])
+            .await
     }
 
     /// Follows `nextLink`s from a list call, only on the vault's own host.
@@ -178,7 +226,7 @@ impl KeyVaultClient {
                             next.origin().ascii_serialization()
                         )));
                     }
-                    let client = self.client(vault).await?;
+                    let client = self.client_for(vault).await?;
                     page = client.send(Method::GET, next, None, &[]).await?.body;
                 }
                 None => return Ok(out),
@@ -188,13 +236,13 @@ impl KeyVaultClient {
 }
 
 /// `vault` with its path replaced by `segments` (encoded one by one) and the api-version.
-fn url_of(vault: &Url, segments: &[&str]) -> Url {
+fn url_of(vault: &Url, segments: &[&str], api_version: &str) -> Url {
     let mut url = vault.clone();
     if let Ok(mut path) = url.path_segments_mut() {
         path.clear().extend(segments);
     }
     url.set_query(None);
-    url.query_pairs_mut().append_pair("api-version", API_VERSION);
+    url.query_pairs_mut().append_pair("api-version", api_version);
     url
 }
 
@@ -229,7 +277,7 @@ mod tests {
         }
         let base = kv.vault_url("https://kv1.vault.azure.net/", "kv1").unwrap();
         assert_eq!(
-            url_of(&base, &["keys", "k1", "create"]).as_str(),
+            url_of(&base, &["keys", "k1", "create"], DEFAULT_API_VERSION).as_str(),
             "https://kv1.vault.azure.net/keys/k1/create?api-version=7.5"
         );
     }

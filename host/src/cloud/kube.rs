@@ -259,7 +259,11 @@ impl KubeClients {
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
-        let config = self.config_for(cluster).await?;
+        let mut config = self.config_for(cluster).await?;
+        // One retry policy, ours (`execute`): kube's own layer would retry 429/503/504 below it
+        // (up to 15 times, with waits up to 1000 s), multiplying budgets, hiding attempts from
+        // the journal and bypassing the per-cluster Retry-After pause.
+        config.default_retry = false;
         let client = kube::Client::try_from(config)
             .map_err(|e| KubeError::Client(format!("{cluster}: cannot build the Kubernetes client: {e}")))?;
         let c = Cluster {

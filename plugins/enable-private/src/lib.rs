@@ -33,6 +33,13 @@ impl Plugin for EnablePrivate {
         .param(ParamSpec::text("key-name", "the key's name (created if missing)").default_text("kms-key"))
         .param(ParamSpec::integer("key-size", "RSA key size for a new key").default_integer(2048))
         .param(ParamSpec::flag("rbac", "Azure RBAC on a new vault instead of access policies").default_flag(false))
+        .param(
+            ParamSpec::flag(
+                "trust-group-access",
+                "accept encrypt/decrypt that only a group's role assignment gives (membership cannot be verified)",
+            )
+            .default_flag(false),
+        )
         .param(ParamSpec::text("location", "region of new resources").default_text("westeurope"))
         .param(ParamSpec::text(
             "identity",
@@ -129,7 +136,8 @@ impl Plugin for EnablePrivate {
         if !matches!(key.key_type, keyvault::KeyType::Rsa | keyvault::KeyType::RsaHsm) {
             return Err(refuse("KeyNotRsa", format!("key {key_name} is not an RSA key")));
         }
-        let config = lock_down(&vault, &key.key_id, &key_name, &principal)?;
+        let trust_group_access = params.flag("trust-group-access").unwrap_or(false);
+        let config = lock_down(&vault, &key.key_id, &key_name, &principal, trust_group_access)?;
         let (after, created) = match cluster {
             Some(c)
                 if c.kms.as_ref().is_some_and(|k| {

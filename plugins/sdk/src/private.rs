@@ -31,10 +31,15 @@ pub fn require_vnet_integration(cluster: &aks::Cluster) -> Result<(), Error> {
 /// Gives `principal` what private KMS needs on `vault`: encrypt/decrypt (access policy or Crypto
 /// User, as the vault is configured) and Key Vault Contributor; then checks the permission works,
 /// since AKS would accept the configuration and fail later.
+///
+/// Access that the vault's role assignments give only to groups cannot be verified (membership
+/// is a directory question); it is refused unless `trust_group_access` says the pipeline author
+/// vouches for the identity's membership.
 pub fn grant_private_access(
     vault: &keyvault::Vault,
     key_name: &str,
     principal: &identity::UserAssignedIdentity,
+    trust_group_access: bool,
 ) -> Result<keyvault::AccessMechanism, Error> {
     let mechanism =
         keyvault::grant_crypto_access(&vault.id, &principal.principal_id).context("granting encrypt/decrypt")?;
@@ -45,9 +50,25 @@ pub fn grant_private_access(
         "ServicePrincipal",
     )
     .context("granting Key Vault Contributor")?;
-    if !keyvault::can_encrypt_decrypt(&vault.id, key_name, &principal.principal_id)
-        .context("checking the identity's key permission")?
-    {
+    let permitted = match keyvault::can_encrypt_decrypt(&vault.id, key_name, &principal.principal_id) {
+        Ok(p) => p,
+        Err(e) if e.code == "AccessOnlyThroughGroup" && trust_group_access => {
+            crate::log::warn(&format!("trusting group access: {}", e.message));
+            true
+        }
+        Err(e) if e.code == "AccessOnlyThroughGroup" => {
+            return Err(refuse(
+                "AccessOnlyThroughGroup",
+                format!(
+                    "{}; AKS cannot check a private vault's permission, so kmsflow must: assign the role to the \
+                     identity itself, or set `trust-group-access = true` on this step if you vouch for the membership",
+                    e.message
+                ),
+            ))
+        }
+        Err(e) => return Err(e).context("checking the identity's key permission"),
+    };
+    if !permitted {
         return Err(refuse(
             "IdentityLacksKeyPermission",
             format!(
@@ -67,8 +88,9 @@ pub fn lock_down(
     key_id: &str,
     key_name: &str,
     principal: &identity::UserAssignedIdentity,
+    trust_group_access: bool,
 ) -> Result<aks::KmsConfig, Error> {
-    grant_private_access(vault, key_name, principal)?;
+    grant_private_access(vault, key_name, principal, trust_group_access)?;
     if vault.public_network_access {
         keyvault::set_public_network_access(&vault.id, false).context("disabling public network access")?;
     }

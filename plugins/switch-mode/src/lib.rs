@@ -69,6 +69,7 @@ fn apply(
     vault: keyvault::Vault,
     to: aks::NetworkAccess,
     key: Option<String>,
+    trust_group_access: bool,
 ) -> Result<Outputs, Error> {
     let cluster = kms::settled_cluster(aks::get_cluster(cluster_id).context("reading the cluster")?)?;
     let identity_id = kms::require_user_assigned(&cluster)?;
@@ -104,7 +105,7 @@ fn apply(
     let config = match to {
         aks::NetworkAccess::Private => {
             require_vnet_integration(&cluster)?;
-            lock_down(&vault, &key_id, &name, &principal)?
+            lock_down(&vault, &key_id, &name, &principal, trust_group_access)?
         }
         aks::NetworkAccess::Public => {
             if vault.firewall_restricted {
@@ -165,6 +166,13 @@ impl Plugin for SwitchMode {
         .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
         .param(ParamSpec::text("vault", "the key vault KMS should use afterwards").required())
         .param(ParamSpec::text("to", "private or public").required())
+        .param(
+            ParamSpec::flag(
+                "trust-group-access",
+                "accept encrypt/decrypt that only a group's role assignment gives (membership cannot be verified)",
+            )
+            .default_flag(false),
+        )
         .param(ParamSpec::text("phase", "prepare (turn KMS off) or apply (flip the vault, turn KMS on)").required())
         .param(ParamSpec::text(
             "key-name",
@@ -203,7 +211,13 @@ impl Plugin for SwitchMode {
             })?;
         match params.text("phase")?.as_str() {
             "prepare" => prepare(&cluster_id, &vault, to),
-            "apply" => apply(&cluster_id, vault, to, params.opt_text("key-name")?),
+            "apply" => apply(
+                &cluster_id,
+                vault,
+                to,
+                params.opt_text("key-name")?,
+                params.flag("trust-group-access").unwrap_or(false),
+            ),
             other => Err(Error::invalid(format!(
                 "`phase` must be prepare or apply, not `{other}`"
             ))),

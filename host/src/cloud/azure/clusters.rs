@@ -2,6 +2,7 @@
 //! read-modify-write with `If-Match` that waits for the long-running operation.
 
 use super::{guest, invalid, s, AzureBackend, R};
+use crate::cloud::arm::CloudError;
 use crate::names;
 use crate::resource_id::ResourceId;
 use crate::wit::aks::{Cluster, ClusterSpec, KmsConfig, NetworkAccess};
@@ -76,16 +77,13 @@ fn check_kms(kms: &KmsConfig) -> R<()> {
 }
 
 impl AzureBackend {
-    async fn cluster_put_and_wait(&self, id: &ResourceId, doc: &Value) -> R<Cluster> {
-        let etag = doc["eTag"].as_str().map(|e| format!("\"{e}\""));
-        let extra: Vec<(&str, &str)> = etag.iter().map(|e| ("If-Match", e.as_str())).collect();
-        let first = self
-            .arm
-            .put(id, &self.versions.clusters, doc, &extra)
-            .await
-            .map_err(guest)?;
-        let done = self.arm.wait(id, &self.versions.clusters, first).await.map_err(guest)?;
-        Ok(cluster_of(&done.body))
+    /// PUTs `doc` with `If-Match` and waits for the operation; the final resource document.
+    async fn put_and_wait(&self, id: &ResourceId, doc: &Value) -> Result<Value, CloudError> {
+        // The eTag exactly as the service returned it (quoted or not): `If-Match` is compared
+        // literally.
+        let extra: Vec<(&str, &str)> = doc["eTag"].as_str().map(|e| ("If-Match", e)).into_iter().collect();
+        let first = self.arm.put(id, &self.versions.clusters, doc, &extra).await?;
+        Ok(self.arm.wait(id, &self.versions.clusters, first).await?.body)
     }
 
     pub(super) async fn cluster(&self, cluster: &ResourceId) -> R<Cluster> {
@@ -118,28 +116,37 @@ impl AzureBackend {
     /// so and the cluster is settled).
     pub(super) async fn put_kms(&self, cluster: &ResourceId, kms: &KmsConfig) -> R<Cluster> {
         check_kms(kms)?;
-        let mut doc = self.get_doc(cluster, &self.versions.clusters).await?;
-        let current = cluster_of(&doc);
-        if let Some(existing) = &current.kms {
-            let same = existing.enabled == kms.enabled
-                && (!kms.enabled || (existing.key_id == kms.key_id && existing.network_access == kms.network_access));
-            if same && current.provisioning_state == "Succeeded" {
-                return Ok(current);
-            }
-        }
-        let block = if kms.enabled {
-            kms_block(kms)
-        } else {
-            // `az aks update --disable-azure-keyvault-kms` keeps the other fields.
-            let mut b = doc["properties"]["securityProfile"]["azureKeyVaultKms"].clone();
-            if !b.is_object() {
-                b = json!({});
-            }
-            b["enabled"] = json!(false);
-            b
-        };
-        doc["properties"]["securityProfile"]["azureKeyVaultKms"] = block;
-        self.cluster_put_and_wait(cluster, &doc).await
+        // Read-modify-write, again from the read after AKS refused the identity's permission
+        // while a role assignment kmsflow made was still propagating.
+        let done = self
+            .through_propagation("aks.set-kms", || async {
+                let mut doc = self.arm.get(cluster, &self.versions.clusters).await?.body;
+                let current = cluster_of(&doc);
+                if let Some(existing) = &current.kms {
+                    let same = existing.enabled == kms.enabled
+                        && (!kms.enabled
+                            || (existing.key_id == kms.key_id && existing.network_access == kms.network_access));
+                    if same && current.provisioning_state == "Succeeded" {
+                        return Ok(doc);
+                    }
+                }
+                let block = if kms.enabled {
+                    kms_block(kms)
+                } else {
+                    // `az aks update --disable-azure-keyvault-kms` keeps the other fields.
+                    let mut b = doc["properties"]["securityProfile"]["azureKeyVaultKms"].clone();
+                    if !b.is_object() {
+                        b = json!({});
+                    }
+                    b["enabled"] = json!(false);
+                    b
+                };
+                doc["properties"]["securityProfile"]["azureKeyVaultKms"] = block;
+                self.put_and_wait(cluster, &doc).await
+            })
+            .await
+            .map_err(guest)?;
+        Ok(cluster_of(&done))
     }
 
     /// Creates the cluster (`If-None-Match: *`) unless it exists, and waits.
@@ -166,8 +173,10 @@ impl AzureBackend {
             body["properties"]["securityProfile"] = json!({"azureKeyVaultKms": kms_block(kms)});
         }
         let first = self
-            .arm
-            .put(cluster, &self.versions.clusters, &body, &[("If-None-Match", "*")])
+            .through_propagation("aks.create-cluster", || {
+                self.arm
+                    .put(cluster, &self.versions.clusters, &body, &[("If-None-Match", "*")])
+            })
             .await
             .map_err(guest)?;
         let done = self
@@ -195,7 +204,8 @@ impl AzureBackend {
         if let Some(p) = doc["properties"].as_object_mut() {
             p.remove("servicePrincipalProfile");
         }
-        self.cluster_put_and_wait(cluster, &doc).await
+        let done = self.put_and_wait(cluster, &doc).await.map_err(guest)?;
+        Ok(cluster_of(&done))
     }
 }
 

@@ -5,6 +5,7 @@
 use super::{guest, invalid, s, AzureBackend, R};
 use crate::backend::Authorized;
 use crate::capabilities::CapabilityError;
+use crate::cloud::arm::CloudError;
 use crate::names;
 use crate::resource_id::ResourceId;
 use crate::wit::keyvault::{KeyType, KeyVersion};
@@ -58,6 +59,18 @@ fn checked(name: &str, version: Option<&str>) -> R<()> {
 }
 
 impl AzureBackend {
+    /// One data-plane call, waited through role propagation (see `through_propagation`).
+    async fn kv_call(
+        &self,
+        method: Method,
+        base: &url::Url,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<crate::cloud::ArmResponse, CloudError> {
+        self.through_propagation("Key Vault", || self.kv.call(method.clone(), base, segments, body))
+            .await
+    }
+
     /// One data-plane call on `vault` at `segments` whose answer is a `KeyBundle`.
     async fn key_call(
         &self,
@@ -67,7 +80,7 @@ impl AzureBackend {
         body: Option<&Value>,
     ) -> R<KeyVersion> {
         let base = self.vault_base(vault).await?;
-        let response = self.kv.call(method, &base, segments, body).await.map_err(guest)?;
+        let response = self.kv_call(method, &base, segments, body).await.map_err(guest)?;
         Ok(key_version_of(&response.body))
     }
 
@@ -75,14 +88,13 @@ impl AzureBackend {
     pub(super) async fn ensure_rsa_key(&self, vault: &ResourceId, name: &str, size: u32) -> R<KeyVersion> {
         checked(name, None)?;
         let base = self.vault_base(vault).await?;
-        match self.kv.call(Method::GET, &base, &["keys", name], None).await {
+        match self.kv_call(Method::GET, &base, &["keys", name], None).await {
             Ok(r) => Ok(key_version_of(&r.body)),
             Err(e) if e.status() == Some(404) => {
                 let body =
                     json!({"kty": "RSA", "key_size": size, "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
                 let created = self
-                    .kv
-                    .call(Method::POST, &base, &["keys", name, "create"], Some(&body))
+                    .kv_call(Method::POST, &base, &["keys", name, "create"], Some(&body))
                     .await
                     .map_err(guest)?;
                 Ok(key_version_of(&created.body))
@@ -99,51 +111,104 @@ impl AzureBackend {
         }
     }
 
-    /// Every version of key `name`, oldest first.
+    /// Every version of key `name`, oldest first, from the version listing alone (its
+    /// `KeyItem`s carry the id, attributes and tags; reference §3) plus one GET of the current
+    /// version for the key type and size, which the listing does not carry — not a GET per version.
     pub(super) async fn key_versions(&self, vault: &ResourceId, name: &str) -> R<Vec<KeyVersion>> {
         checked(name, None)?;
         let base = self.vault_base(vault).await?;
-        let items = self.kv.list(&base, &["keys", name, "versions"]).await.map_err(guest)?;
+        let path = ["keys", name, "versions"];
+        let items = self
+            .through_propagation("keyvault.list-key-versions", || self.kv.list(&base, &path))
+            .await
+            .map_err(guest)?;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let current = self
+            .kv_call(Method::GET, &base, &["keys", name], None)
+            .await
+            .map_err(guest)?;
+        let current = key_version_of(&current.body);
         let mut out = Vec::new();
         for item in items {
-            let version = s(&item["kid"]).rsplit('/').next().unwrap_or_default().to_string();
+            let kid = s(&item["kid"]);
+            let version = kid.rsplit('/').next().unwrap_or_default().to_string();
             // The version comes from the service's listing; it still must be a version.
             checked(name, Some(&version))?;
-            let bundle = self
-                .kv
-                .call(Method::GET, &base, &["keys", name, &version], None)
-                .await
-                .map_err(guest)?;
-            out.push(key_version_of(&bundle.body));
+            let mut v =
+                key_version_of(&json!({"key": {"kid": kid}, "attributes": item["attributes"], "tags": item["tags"]}));
+            v.key_type = current.key_type;
+            v.key_size = current.key_size;
+            out.push(v);
         }
         out.sort_by_key(|k| k.created);
         Ok(out)
     }
 
-    /// A new version of key `name`, tagged with the run and call that made it, so a retry or a
-    /// resume finds it instead of creating another.
+    /// A new version of key `name`, tagged with the run and call that made it, of the current
+    /// version's type, size and operations (an `RSA-HSM` key stays `RSA-HSM`).
+    ///
+    /// Creating a version is not idempotent: a retried POST after a lost answer would make a
+    /// second one. So each attempt is one POST, and before every attempt the versions are listed
+    /// again and a version carrying this run's and call's tags is returned instead.
     pub(super) async fn rotate_key(&self, auth: &Authorized, vault: &ResourceId, name: &str) -> R<KeyVersion> {
+        checked(name, None)?;
         let run = auth.run_id().to_string();
         let call = format!("{}:{}", auth.step(), auth.seq());
-        let existing = self.key_versions(vault, name).await?;
         let tagged = |k: &KeyVersion, tag: &str, value: &str| k.tags.iter().any(|(t, v)| t == tag && v == value);
-        if let Some(found) = existing
-            .iter()
-            .find(|k| tagged(k, "kmsflow-run", &run) && tagged(k, "kmsflow-call", &call))
-        {
-            return Ok(found.clone());
+        let base = self.vault_base(vault).await?;
+        let policy = self.arm.policy();
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let existing = self.key_versions(vault, name).await?;
+            if let Some(found) = existing
+                .iter()
+                .find(|k| tagged(k, "kmsflow-run", &run) && tagged(k, "kmsflow-call", &call))
+            {
+                return Ok(found.clone());
+            }
+            if existing.is_empty() {
+                return Err(CapabilityError::guest(
+                    ErrorKind::NotFound,
+                    "KeyNotFound",
+                    format!("key {name} has no versions to rotate"),
+                ));
+            }
+            let current = self
+                .kv_call(Method::GET, &base, &["keys", name], None)
+                .await
+                .map_err(guest)?
+                .body;
+            let key = &current["key"];
+            let kty = key["kty"].as_str().filter(|k| k.starts_with("RSA")).unwrap_or("RSA");
+            let size = key["n"]
+                .as_str()
+                .and_then(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).ok())
+                .map_or(2048, |b| b.len() * 8);
+            let ops = match key["key_ops"].as_array() {
+                Some(ops) if !ops.is_empty() => Value::Array(ops.clone()),
+                _ => json!(["encrypt", "decrypt", "wrapKey", "unwrapKey"]),
+            };
+            let body = json!({"kty": kty, "key_size": size, "key_ops": ops,
+                "tags": {"kmsflow-run": run, "kmsflow-call": call}});
+            let path = ["keys", name, "create"];
+            let create = || self.kv.call_once(Method::POST, &base, &path, Some(&body));
+            match self.through_propagation("keyvault.new-key-version", create).await {
+                Ok(created) => return Ok(key_version_of(&created.body)),
+                Err(CloudError::Unavailable(why)) => {
+                    attempt += 1;
+                    let delay = policy.delay(attempt, None);
+                    if attempt >= policy.max_attempts || started.elapsed() + delay > policy.deadline {
+                        return Err(guest(CloudError::Unavailable(why)));
+                    }
+                    crate::cloud::wire::record_retry("create key version: checking the last attempt");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(guest(e)),
+            }
         }
-        let latest = existing.last().ok_or_else(|| {
-            CapabilityError::guest(
-                ErrorKind::NotFound,
-                "KeyNotFound",
-                format!("key {name} has no versions to rotate"),
-            )
-        })?;
-        let body = json!({"kty": "RSA", "key_size": latest.key_size.unwrap_or(2048), "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-            "tags": {"kmsflow-run": run, "kmsflow-call": call}});
-        self.key_call(vault, Method::POST, &["keys", name, "create"], Some(&body))
-            .await
     }
 
     /// Disables one version (never deletes it).

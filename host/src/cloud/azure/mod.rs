@@ -36,6 +36,9 @@ use crate::wit::kubernetes::{Pod, RewritePage, State};
 use crate::wit::types::ErrorKind;
 use async_trait::async_trait;
 use serde_json::Value;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// api-versions per resource type (defaults from the reference; configurable per target).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub struct ApiVersions {
     pub identities: String,
     pub role_assignments: String,
     pub clusters: String,
+    /// The Key Vault data plane (`7.5`).
+    pub keyvault: String,
 }
 
 impl Default for ApiVersions {
@@ -55,9 +60,14 @@ impl Default for ApiVersions {
             identities: "2023-01-31".into(),
             role_assignments: "2022-04-01".into(),
             clusters: "2026-01-01".into(),
+            keyvault: super::keyvault::DEFAULT_API_VERSION.into(),
         }
     }
 }
+
+/// How long after kmsflow made a role assignment a "not permitted" answer is taken for
+/// propagation and retried: Azure documents up to 10 minutes for role assignments to take effect.
+pub const DEFAULT_PROPAGATION_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// The production backend for one target.
 pub struct AzureBackend {
@@ -65,6 +75,10 @@ pub struct AzureBackend {
     kv: KeyVaultClient,
     kube: KubeClients,
     versions: ApiVersions,
+    /// See [`DEFAULT_PROPAGATION_WINDOW`].
+    propagation_window: Duration,
+    /// When this backend last made (or found made) a role assignment.
+    last_grant: Mutex<Option<Instant>>,
 }
 
 type R<T> = Result<T, CapabilityError>;
@@ -101,6 +115,54 @@ impl AzureBackend {
             kv,
             kube,
             versions,
+            propagation_window: DEFAULT_PROPAGATION_WINDOW,
+            last_grant: Mutex::new(None),
+        }
+    }
+
+    /// Sets how long after its own role assignments the backend waits out propagation.
+    pub fn with_propagation_window(mut self, window: Duration) -> Self {
+        self.propagation_window = window;
+        self
+    }
+
+    /// Notes that a role assignment was just made (or found already made).
+    fn granted(&self) {
+        *self.last_grant.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Runs `op`, and while it fails because a role assignment kmsflow made has not taken effect
+    /// yet (see [`CloudError::awaits_role_propagation`]) and the propagation window since that
+    /// assignment is open, runs it again after a pause (5 s doubling to 30 s). Each wait is a
+    /// retry on the call's wire report (so in the journal) and an info line. Any other failure,
+    /// or the same one with no recent assignment, is returned at once.
+    async fn through_propagation<T, F, Fut>(&self, what: &str, op: F) -> Result<T, CloudError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let mut pause = Duration::from_secs(5);
+        loop {
+            match op().await {
+                Err(e) if e.awaits_role_propagation() => {
+                    let since = *self.last_grant.lock().unwrap_or_else(|p| p.into_inner());
+                    let open = since.is_some_and(|t| t.elapsed() + pause < self.propagation_window);
+                    if !open {
+                        return Err(e);
+                    }
+                    let waited = since.map(|t| t.elapsed().as_secs()).unwrap_or_default();
+                    super::wire::record_retry(&format!("{what}: waiting for a role assignment to take effect"));
+                    tracing::info!(
+                        "{what}: the role assignment made {waited}s ago has not taken effect yet; retrying in {}s \
+                         (up to {}s after it)",
+                        pause.as_secs(),
+                        self.propagation_window.as_secs()
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+                other => return other,
+            }
         }
     }
 

@@ -58,8 +58,15 @@ impl AzureBackend {
             &["providers", "Microsoft.Authorization", "roleAssignments", &name],
         )?;
         match self.arm.put(&id, &self.versions.role_assignments, &body, &[]).await {
-            Ok(_) => Ok(()),
-            Err(CloudError::Service { code, .. }) if code == "RoleAssignmentExists" => Ok(()),
+            Ok(_) => {
+                self.granted();
+                Ok(())
+            }
+            // Possibly made moments ago by an interrupted attempt: it may still be propagating.
+            Err(CloudError::Service { code, .. }) if code == "RoleAssignmentExists" => {
+                self.granted();
+                Ok(())
+            }
             Err(e) => Err(guest(e)),
         }
     }

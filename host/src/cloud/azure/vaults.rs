@@ -9,6 +9,7 @@ use crate::wit::identity::PrincipalType;
 use crate::wit::keyvault::{AccessMechanism, BuiltinRole, Vault, VaultSpec};
 use crate::wit::types::ErrorKind;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use url::Url;
 
 fn vault_of(doc: &Value) -> Vault {
@@ -57,14 +58,6 @@ fn policy_allows(doc: &Value, principal: &str, perm: &str) -> bool {
         })
 }
 
-/// Role definitions that allow encrypt and decrypt with a vault's keys.
-const CRYPTO_ROLES: [&str; 4] = [
-    "12338af0-0e69-4776-bea7-57ae8d297424",
-    "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
-    "00482a5a-887f-4fb3-b363-3b7fe8e74483",
-    "e147488a-f6f5-4113-8e2d-b22465e65bf6",
-];
-
 impl AzureBackend {
     /// The data-plane base URL of `vault`: its `vaultUri`, checked to be this vault on this
     /// cloud's Key Vault host.
@@ -84,7 +77,11 @@ impl AzureBackend {
     /// `az keyvault create`, the creator can manage keys (never delete or purge them).
     pub(super) async fn ensure_vault_doc(&self, auth: &Authorized, vault: &ResourceId, spec: &VaultSpec) -> R<Vault> {
         match self.arm.get(vault, &self.versions.vaults).await {
-            Ok(r) => return Ok(vault_of(&r.body)),
+            // A vault an interrupted run created may still be provisioning: wait for it.
+            Ok(r) => {
+                let done = self.arm.wait(vault, &self.versions.vaults, r).await.map_err(guest)?;
+                return Ok(vault_of(&done.body));
+            }
             Err(e) if e.status() == Some(404) => {}
             Err(e) => return Err(guest(e)),
         }
@@ -104,7 +101,7 @@ impl AzureBackend {
         if spec.purge_protection {
             properties["enablePurgeProtection"] = json!(true);
         }
-        let created = self
+        let first = self
             .arm
             .put(
                 vault,
@@ -114,6 +111,17 @@ impl AzureBackend {
             )
             .await
             .map_err(guest)?;
+        // Creation is a long-running operation (`RegisteringDns` → `Succeeded`, reference §2),
+        // and the data plane answers only once the vault's name resolves.
+        let created = self
+            .arm
+            .wait(vault, &self.versions.vaults, first)
+            .await
+            .map_err(guest)?;
+        if let Some(uri) = created.body["properties"]["vaultUri"].as_str() {
+            let base = self.kv.vault_url(uri, vault.last()).map_err(guest)?;
+            self.kv.wait_until_answering(&base).await.map_err(guest)?;
+        }
         if spec.rbac_authorization {
             let principal_type = if me.principal_type == PrincipalType::User {
                 "User"
@@ -168,7 +176,11 @@ impl AzureBackend {
     }
 
     /// Whether `principal_id` may encrypt and decrypt with the vault's keys, judged from its
-    /// access policies or the role assignments at or above the vault.
+    /// access policies, or from the role assignments at or above the vault and their role
+    /// definitions' `dataActions` (both `keys/encrypt/action` and `keys/decrypt/action`, minus
+    /// `notDataActions`; custom roles count as built-in ones do). Access that could only come
+    /// through a group assignment cannot be verified (group membership is a directory question)
+    /// and is a `precondition` error `AccessOnlyThroughGroup`, which a step may choose to trust.
     pub(super) async fn may_encrypt_decrypt(&self, vault: &ResourceId, principal_id: &str) -> R<bool> {
         let doc = self.get_doc(vault, &self.versions.vaults).await?;
         if doc["properties"]["enableRbacAuthorization"] != json!(true) {
@@ -176,26 +188,129 @@ impl AzureBackend {
             return Ok(has("encrypt") && has("decrypt"));
         }
         let assignments = child(vault, &["providers", "Microsoft.Authorization", "roleAssignments"])?;
-        let filter = format!("principalId eq '{principal_id}'");
         let list = self
             .arm
-            .get_query(&assignments, &self.versions.role_assignments, &[("$filter", &filter)])
+            .get(&assignments, &self.versions.role_assignments)
             .await
             .map_err(guest)?
             .body;
-        Ok(list["value"].as_array().into_iter().flatten().any(|a| {
+        let mut through_group = Vec::new();
+        let mut definitions: HashMap<String, bool> = HashMap::new();
+        for a in list["value"].as_array().into_iter().flatten() {
             let p = &a["properties"];
-            p["principalId"]
+            let direct = p["principalId"]
                 .as_str()
-                .is_some_and(|id| id.eq_ignore_ascii_case(principal_id))
-                && p["roleDefinitionId"]
-                    .as_str()
-                    .and_then(|d| d.rsplit('/').next())
-                    .is_some_and(|g| CRYPTO_ROLES.contains(&g.to_ascii_lowercase().as_str()))
-                && p["scope"]
-                    .as_str()
-                    .and_then(|sc| ResourceId::parse(sc).ok())
-                    .is_some_and(|sc| vault.starts_with(&sc))
-        }))
+                .is_some_and(|id| id.eq_ignore_ascii_case(principal_id));
+            let group = p["principalType"] == "Group";
+            let covers = p["scope"]
+                .as_str()
+                .and_then(|sc| ResourceId::parse(sc).ok())
+                .is_some_and(|sc| vault.starts_with(&sc));
+            if !(direct || group) || !covers {
+                continue;
+            }
+            let Some(definition) = p["roleDefinitionId"].as_str() else {
+                continue;
+            };
+            let key = definition.to_ascii_lowercase();
+            let allows = match definitions.get(&key) {
+                Some(a) => *a,
+                None => {
+                    let a = self.role_allows_encrypt_decrypt(definition).await?;
+                    definitions.insert(key, a);
+                    a
+                }
+            };
+            if allows && direct {
+                return Ok(true);
+            }
+            if allows {
+                through_group.push(s(&p["principalId"]));
+            }
+        }
+        if !through_group.is_empty() {
+            return Err(CapabilityError::guest(
+                ErrorKind::Precondition,
+                "AccessOnlyThroughGroup",
+                format!(
+                    "{principal_id} has no role on {vault} that allows encrypt and decrypt, but group(s) {} do; \
+                     whether it is a member cannot be verified here",
+                    through_group.join(", ")
+                ),
+            ));
+        }
+        Ok(false)
+    }
+
+    /// Whether role definition `id` (`/subscriptions/…/roleDefinitions/{guid}`) allows both
+    /// `Microsoft.KeyVault/vaults/keys/encrypt/action` and `…/decrypt/action`.
+    async fn role_allows_encrypt_decrypt(&self, id: &str) -> R<bool> {
+        let id = ResourceId::parse(id)
+            .map_err(|e| CapabilityError::guest(ErrorKind::Internal, "InvalidRoleDefinitionId", e.to_string()))?;
+        let definition = self.get_doc(&id, &self.versions.role_assignments).await?;
+        let permissions = definition["properties"]["permissions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let allows = |action: &str| {
+            permissions.iter().any(|p| {
+                let matches = |field: &str| {
+                    p[field]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .any(|pattern| action_matches(pattern, action))
+                };
+                matches("dataActions") && !matches("notDataActions")
+            })
+        };
+        Ok(allows(ENCRYPT) && allows(DECRYPT))
+    }
+}
+
+const ENCRYPT: &str = "Microsoft.KeyVault/vaults/keys/encrypt/action";
+const DECRYPT: &str = "Microsoft.KeyVault/vaults/keys/decrypt/action";
+
+/// Azure RBAC action matching: case-insensitive, `*` matches any run of characters.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let action = action.to_ascii_lowercase();
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == action;
+    }
+    let mut rest = action.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rbac_actions_match_with_wildcards_ignoring_case() {
+        assert!(action_matches("Microsoft.KeyVault/vaults/keys/*", ENCRYPT));
+        assert!(action_matches("microsoft.keyvault/vaults/keys/encrypt/action", ENCRYPT));
+        assert!(action_matches("*", DECRYPT));
+        assert!(action_matches("Microsoft.KeyVault/*/decrypt/action", DECRYPT));
+        assert!(!action_matches("Microsoft.KeyVault/vaults/keys/wrap/action", ENCRYPT));
+        assert!(!action_matches("Microsoft.KeyVault/vaults/secrets/*", DECRYPT));
+        assert!(!action_matches("Microsoft.KeyVault/vaults/keys/read", ENCRYPT));
     }
 }

@@ -150,6 +150,15 @@ impl CloudError {
     }
 }
 
+/// AKS's refusals of a KMS configuration because the identity lacks a permission on the vault
+/// (reference §1.8), which a just-made role assignment that has not propagated also causes.
+/// The second is the local cloud's code for the private-mode Key Vault Contributor check, for
+/// which the reference documents none.
+const PERMISSION_CODES: [&str; 2] = [
+    "AzureKeyVaultKmsValidateIdentityPermissionCustomerError",
+    "AzureKeyVaultKmsPrivateEndpointPermissionMissing",
+];
+
 /// A successful answer.
 #[derive(Debug, Clone)]
 pub struct ArmResponse {
@@ -399,6 +408,17 @@ impl ArmClient {
         let token = self
             .credential
             .get_token(&[&self.scope], None)
+            .await
+            .map_err(|e| CloudError::Auth(e.to_string()))?;
+        Ok(token.token.secret().to_string())
+    }
+
+    /// A token from this client's credential for another resource, e.g. the AKS server
+    /// application for a cluster without local accounts. It stays inside the host.
+    pub async fn token_for(&self, scope: &str) -> Result<String, CloudError> {
+        let token = self
+            .credential
+            .get_token(&[scope], None)
             .await
             .map_err(|e| CloudError::Auth(e.to_string()))?;
         Ok(token.token.secret().to_string())

@@ -174,6 +174,10 @@ fn status_error(status: u16, body: &[u8]) -> KubeError {
     }
 }
 
+/// The scope of the AKS server application (Entra-integrated clusters' API servers accept its
+/// tokens; the application id is the same in every tenant).
+pub const AKS_SERVER_SCOPE: &str = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
+
 /// A cluster's client plus the shared "slow down until" of its API server: a 429 seen by one
 /// request pauses all of them, which is what API priority and fairness asks of a client.
 #[derive(Clone)]
@@ -233,24 +237,50 @@ impl KubeClients {
                 .await
                 .map_err(|e| KubeError::Client(format!("kubeconfig {}: {e}", ctx.kubeconfig.display())));
         }
-        let action = cluster
-            .child(&["listClusterAdminCredential"])
-            .map_err(|e| KubeError::Client(e.to_string()))?;
-        let credential = self.arm.post(&action, &self.api_version, None).await?;
-        let encoded = credential.body["kubeconfigs"][0]["value"].as_str().ok_or_else(|| {
-            KubeError::Client(format!("{cluster}: listClusterAdminCredential returned no kubeconfig"))
-        })?;
-        // The kubeconfig holds the admin credential: errors name the cluster, never its content.
+        // A cluster with Entra integration and `disableLocalAccounts` refuses the admin
+        // credential; its API server takes Entra tokens for the AKS server application.
+        let doc = self.arm.get(cluster, &self.api_version).await?.body;
+        if doc["properties"]["disableLocalAccounts"] == json!(true) {
+            return self.entra_config(cluster).await;
+        }
+        let kubeconfig = self.credential_kubeconfig(cluster, "listClusterAdminCredential").await?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|_| KubeError::Client(format!("{cluster}: the admin kubeconfig has no usable context")))
+    }
+
+    /// The kubeconfig `action` (`listClusterAdminCredential`, `listClusterUserCredential`)
+    /// returns. It holds credentials: errors name the cluster, never its content.
+    async fn credential_kubeconfig(&self, cluster: &ResourceId, action: &str) -> KResult<Kubeconfig> {
+        let id = cluster.child(&[action]).map_err(|e| KubeError::Client(e.to_string()))?;
+        let credential = self.arm.post(&id, &self.api_version, None).await?;
+        let encoded = credential.body["kubeconfigs"][0]["value"]
+            .as_str()
+            .ok_or_else(|| KubeError::Client(format!("{cluster}: {action} returned no kubeconfig")))?;
         let yaml = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| KubeError::Client(format!("{cluster}: the admin kubeconfig is not base64 UTF-8")))?;
-        let kubeconfig = Kubeconfig::from_yaml(&yaml)
-            .map_err(|_| KubeError::Client(format!("{cluster}: the admin kubeconfig is not a valid kubeconfig")))?;
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .ok_or_else(|| KubeError::Client(format!("{cluster}: the kubeconfig of {action} is not base64 UTF-8")))?;
+        Kubeconfig::from_yaml(&yaml)
+            .map_err(|_| KubeError::Client(format!("{cluster}: the kubeconfig of {action} is not a valid kubeconfig")))
+    }
+
+    /// The API server and CA from the user kubeconfig (whose exec/kubelogin user is dropped),
+    /// with an Entra token for the AKS server application obtained by kmsflow itself (no
+    /// kubelogin). A token that expires makes a 401, after which the client is rebuilt with a
+    /// fresh one.
+    async fn entra_config(&self, cluster: &ResourceId) -> KResult<kube::Config> {
+        let kubeconfig = self.credential_kubeconfig(cluster, "listClusterUserCredential").await?;
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
-            .map_err(|_| KubeError::Client(format!("{cluster}: the admin kubeconfig has no usable context")))
+            .map_err(|_| KubeError::Client(format!("{cluster}: the user kubeconfig has no usable context")))?;
+        let token = self.arm.token_for(AKS_SERVER_SCOPE).await?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        Ok(config)
     }
 
     async fn cluster(&self, cluster: &ResourceId) -> KResult<Cluster> {

@@ -342,6 +342,7 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Whether the action may proceed now (only [`Decision::Allowed`]).
     pub fn allowed(self) -> bool {
         self == Decision::Allowed
     }
@@ -361,6 +362,7 @@ pub struct Directory<'a> {
 }
 
 impl<'a> Directory<'a> {
+    /// A view of the directory as the cloud's state holds it now (nothing is cached).
     pub fn new(state: &'a AppState) -> Self {
         Directory { state }
     }

@@ -246,6 +246,9 @@ fn authorize(state: &Shared, caller: &KvCaller, vault: &Value, permission: &str)
 /// (MicrosoftDocs/azure-docs `articles/role-based-access-control/permissions/security.md`,
 /// `Microsoft.KeyVault/vaults/keys/...`): reads and lists are `keys/read`; `wrapKey` and
 /// `unwrapKey` are `keys/wrap/action` and `keys/unwrap/action`; the rest `keys/{op}/action`.
+/// The service checks them literally: that page's remark that public-key operations (encrypt,
+/// wrap) "can be performed by principals with read access" is about clients doing them locally
+/// with the public key they read, not about the service's `/encrypt` endpoint.
 pub fn data_action(permission: &str) -> String {
     let op = match permission {
         "get" | "list" => return "Microsoft.KeyVault/vaults/keys/read".into(),

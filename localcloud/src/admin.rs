@@ -1,6 +1,7 @@
 //! The admin API (`/_admin/...`, authorised by the `x-localcloud-admin` header): the request log,
-//! fault injection, settings, subscriptions, and a test-only export of key material so a test
-//! can check ciphertexts with an independent RSA implementation.
+//! fault injection, settings (operation duration, RBAC propagation delay), subscriptions, custom
+//! role definitions, group memberships, and a test-only export of key material so a test can
+//! check ciphertexts with an independent RSA implementation.
 
 use crate::faults::FaultConfig;
 use crate::http::{json, new_guid, ArmError};
@@ -50,6 +51,8 @@ pub fn router() -> Router<Shared> {
         .route("/_admin/inspect", get(inspect))
         .route("/_admin/seed-secrets", post(seed_secrets))
         .route("/_admin/restart-apiserver", post(restart_apiserver))
+        .route("/_admin/roleDefinitions", put(put_role_definition))
+        .route("/_admin/groups/members", put(add_member).delete(remove_member))
 }
 
 async fn requests(
@@ -91,6 +94,8 @@ async fn get_faults(State(state): State<Shared>, headers: HeaderMap) -> Response
 #[serde(deny_unknown_fields)]
 struct Settings {
     operation_duration_ms: Option<u64>,
+    /// The RBAC propagation delay; applies at once to every assignment, old and new.
+    rbac_propagation_ms: Option<u64>,
 }
 
 async fn settings(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -102,9 +107,15 @@ async fn settings(State(state): State<Shared>, headers: HeaderMap, body: Bytes) 
             if let (Some(ms), Ok(mut d)) = (s.operation_duration_ms, state.operation_duration.write()) {
                 *d = Duration::from_millis(ms);
             }
+            if let (Some(ms), Ok(mut d)) = (s.rbac_propagation_ms, state.rbac_propagation.write()) {
+                *d = Duration::from_millis(ms);
+            }
             json(
                 StatusCode::OK,
-                j!({"operation_duration_ms": state.operation_duration().as_millis() as u64}),
+                j!({
+                    "operation_duration_ms": state.operation_duration().as_millis() as u64,
+                    "rbac_propagation_ms": state.rbac_propagation().as_millis() as u64,
+                }),
             )
         }
         Err(e) => ArmError::bad_request("InvalidSettings", e.to_string()).into_response(),
@@ -336,4 +347,161 @@ async fn restart_apiserver(
     let cluster = q.get("cluster").cloned().unwrap_or_default();
     crate::k8s::kms::drop_caches(&state, &cluster);
     json(StatusCode::OK, j!({"restarted": cluster}))
+}
+
+/// A custom role definition as `PUT /_admin/roleDefinitions` takes it: the `properties` of ARM's
+/// role definition, plus an optional GUID (`name`, new if absent).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CustomRole {
+    name: Option<String>,
+    role_name: String,
+    #[serde(default)]
+    description: String,
+    permissions: Vec<crate::directory::Permission>,
+    #[serde(default)]
+    assignable_scopes: Vec<String>,
+}
+
+/// Creates or replaces a custom role definition (any actions and data actions, wildcards
+/// included); answers the definition as `GET …/roleDefinitions/{guid}` will serve it. A name
+/// another definition already has is refused, as ARM does (`RoleDefinitionWithSameNameExists`).
+async fn put_role_definition(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let role: CustomRole = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return ArmError::bad_request("InvalidRoleDefinition", e.to_string()).into_response(),
+    };
+    let guid = role.name.clone().unwrap_or_else(new_guid).to_ascii_lowercase();
+    if !crate::http::is_guid(&guid) {
+        return ArmError::bad_request(
+            "InvalidRoleDefinitionId",
+            format!("The role definition ID '{guid}' is not a GUID."),
+        )
+        .into_response();
+    }
+    if role.role_name.trim().is_empty() || role.permissions.is_empty() {
+        return ArmError::bad_request("InvalidRoleDefinition", "roleName and permissions are required.")
+            .into_response();
+    }
+    let directory = crate::directory::Directory::new(&state);
+    let existing = match directory.role_definitions() {
+        Ok(all) => all,
+        Err(e) => return e.into_response(),
+    };
+    if existing.iter().any(|d| d.name == guid && d.role_type == "BuiltInRole") {
+        return ArmError::bad_request(
+            "RoleDefinitionUpdateNotPermitted",
+            "Built-in role definitions cannot be changed.",
+        )
+        .into_response();
+    }
+    if existing
+        .iter()
+        .any(|d| d.name != guid && d.role_name.eq_ignore_ascii_case(&role.role_name))
+    {
+        return ArmError::conflict(
+            "RoleDefinitionWithSameNameExists",
+            format!(
+                "A role definition cannot be updated with a name that already exists: '{}'.",
+                role.role_name
+            ),
+        )
+        .into_response();
+    }
+    let definition = crate::directory::RoleDefinition {
+        name: guid.clone(),
+        role_name: role.role_name,
+        description: role.description,
+        role_type: "CustomRole".into(),
+        permissions: role.permissions,
+        assignable_scopes: if role.assignable_scopes.is_empty() {
+            vec!["/".into()]
+        } else {
+            role.assignable_scopes
+        },
+    };
+    let stored = match serde_json::to_value(&definition) {
+        Ok(v) => v,
+        Err(e) => return ArmError::internal(e).into_response(),
+    };
+    if let Err(e) = state.db.put_role_definition(&guid, &stored) {
+        return ArmError::internal(e).into_response();
+    }
+    let sub = state.db.meta("default_subscription").ok().flatten().unwrap_or_default();
+    json(StatusCode::OK, definition.to_arm(&sub))
+}
+
+/// `{"group": OBJECT_ID, "member": OBJECT_ID}`: a group membership in the directory.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Membership {
+    group: String,
+    member: String,
+}
+
+fn membership(body: &Bytes) -> Result<Membership, ArmError> {
+    let m: Membership =
+        serde_json::from_slice(body).map_err(|e| ArmError::bad_request("InvalidMembership", e.to_string()))?;
+    if !crate::http::is_guid(&m.group) || !crate::http::is_guid(&m.member) {
+        return Err(ArmError::bad_request(
+            "InvalidMembership",
+            "group and member must be object ids (GUIDs).",
+        ));
+    }
+    Ok(m)
+}
+
+/// Makes `member` a member of `group`, creating the group principal (kind `Group`, no
+/// credentials) on first use so role assignments can name it. Takes effect at once: only role
+/// assignments have a propagation delay. Idempotent.
+async fn add_member(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let m = match membership(&body) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let group = m.group.to_ascii_lowercase();
+    let result = state
+        .db
+        .principal_by_object_id(&group)
+        .and_then(|existing| match existing {
+            Some(_) => Ok(()),
+            None => state.db.insert_principal(&crate::db::Principal {
+                object_id: group.clone(),
+                client_id: group.clone(),
+                secret: None,
+                kind: "Group".into(),
+                name: format!("group-{group}"),
+                tenant_id: state.tenant_id.clone(),
+            }),
+        })
+        .and_then(|()| state.db.add_group_member(&group, &m.member));
+    match result {
+        Ok(()) => json(
+            StatusCode::OK,
+            j!({"group": group, "member": m.member.to_ascii_lowercase()}),
+        ),
+        Err(e) => ArmError::internal(e).into_response(),
+    }
+}
+
+/// Removes `member` from `group` (at once); 404 if it was not a member.
+async fn remove_member(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let m = match membership(&body) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    match state.db.remove_group_member(&m.group, &m.member) {
+        Ok(true) => json(StatusCode::OK, j!({"group": m.group, "member": m.member})),
+        Ok(false) => ArmError::new(StatusCode::NOT_FOUND, "MembershipNotFound", "not a member").into_response(),
+        Err(e) => ArmError::internal(e).into_response(),
+    }
 }

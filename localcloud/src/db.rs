@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, method TEXT NOT NULL,
     host TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, caller TEXT NOT NULL,
     fault TEXT NOT NULL, query TEXT NOT NULL DEFAULT '', secret_data INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS role_definitions (guid TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (group_id, member_id));
+CREATE INDEX IF NOT EXISTS group_members_member ON group_members(member_id);
 ";
 
 /// Columns added after the first release of the schema: (table, column definition).
@@ -45,7 +49,7 @@ pub struct Principal {
     pub client_id: String,
     /// Client secret for client-credential apps; managed identities have none.
     pub secret: Option<String>,
-    /// `ServicePrincipal` (apps and managed identities) or `User`.
+    /// `ServicePrincipal` (apps and managed identities), `User`, or `Group` (no credentials).
     pub kind: String,
     pub name: String,
     pub tenant_id: String,
@@ -207,6 +211,67 @@ impl Db {
             r.get::<_, String>(0)
         })?;
         rows.map(|r| r.and_then(parse)).collect()
+    }
+
+    /// Removes the resource `id`; whether it existed.
+    pub fn delete_resource(&self, id: &str) -> DbResult<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM resources WHERE id = ?1", [id.to_ascii_lowercase()])?
+            > 0)
+    }
+
+    /// The custom role definition `guid` (lowercase), as stored by [`Db::put_role_definition`].
+    pub fn role_definition(&self, guid: &str) -> DbResult<Option<Value>> {
+        let doc: Option<String> = self
+            .conn()
+            .query_row("SELECT doc FROM role_definitions WHERE guid = ?1", [guid], |r| r.get(0))
+            .optional()?;
+        doc.map(parse).transpose()
+    }
+
+    /// Every custom role definition, by GUID.
+    pub fn role_definitions(&self) -> DbResult<Vec<Value>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT doc FROM role_definitions ORDER BY guid")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r.and_then(parse)).collect()
+    }
+
+    /// Creates or replaces custom role definition `guid` (lowercase).
+    pub fn put_role_definition(&self, guid: &str, doc: &Value) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO role_definitions (guid, doc) VALUES (?1, ?2) ON CONFLICT(guid) DO UPDATE SET doc = ?2",
+                params![guid, doc.to_string()],
+            )
+            .map(drop)
+    }
+
+    /// Records that `member` belongs to `group` (object ids, lowercased); idempotent.
+    pub fn add_group_member(&self, group: &str, member: &str) -> DbResult<()> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?1, ?2)",
+                [group.to_ascii_lowercase(), member.to_ascii_lowercase()],
+            )
+            .map(drop)
+    }
+
+    /// Removes `member` from `group`; whether it was a member.
+    pub fn remove_group_member(&self, group: &str, member: &str) -> DbResult<bool> {
+        Ok(self.conn().execute(
+            "DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2",
+            [group.to_ascii_lowercase(), member.to_ascii_lowercase()],
+        )? > 0)
+    }
+
+    /// The groups `member` belongs to directly (lowercase object ids).
+    pub fn groups_of(&self, member: &str) -> DbResult<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT group_id FROM group_members WHERE member_id = ?1 ORDER BY group_id")?;
+        let rows = stmt.query_map([member.to_ascii_lowercase()], |r| r.get(0))?;
+        rows.collect()
     }
 
     /// Resources of `rtype` named `name` anywhere (for globally unique names such as vaults).

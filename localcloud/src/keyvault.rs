@@ -6,8 +6,9 @@
 //! [`key_operation`] is also what the clusters' API servers call (issue 4), as their identity and
 //! from their own network origin, so permissions and key state have their real effect there too.
 
-use crate::arm::{self, roles::KeyAccess};
+use crate::arm;
 use crate::db::KeyRecord;
+use crate::directory::Directory;
 use crate::entra::{authenticate, AuthFailure};
 use crate::http::{json, new_guid, now_s};
 use crate::state::{Shared, VAULT_AUDIENCE, VAULT_SUFFIX};
@@ -209,40 +210,66 @@ fn authorize(state: &Shared, caller: &KvCaller, vault: &Value, permission: &str)
         ));
     }
     let rbac = p["enableRbacAuthorization"].as_bool().unwrap_or(false);
-    let allowed = if rbac {
+    if rbac {
         let id = vault["id"].as_str().unwrap_or_default();
-        match arm::roles::key_access(state, &caller.object_id, id)? {
-            KeyAccess::Manage => true,
-            KeyAccess::Use => ["get", "list", "encrypt", "decrypt", "wrapKey", "unwrapKey"].contains(&permission),
-            KeyAccess::None => false,
+        let action = data_action(permission);
+        // A decision still waiting for propagation answers exactly like a denial (as on Azure).
+        if Directory::new(state)
+            .check_data_action(&caller.object_id, id, &action)?
+            .allowed()
+        {
+            return Ok(());
         }
-    } else {
-        p["accessPolicies"].as_array().into_iter().flatten().any(|policy| {
-            policy["objectId"]
-                .as_str()
-                .is_some_and(|o| o.eq_ignore_ascii_case(&caller.object_id))
-                && policy["permissions"]["keys"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .any(|k| k.eq_ignore_ascii_case(permission) || k.eq_ignore_ascii_case("all"))
-        })
-    };
+        return Err(forbidden_by_rbac(caller, vault, &action));
+    }
+    let allowed = p["accessPolicies"].as_array().into_iter().flatten().any(|policy| {
+        policy["objectId"]
+            .as_str()
+            .is_some_and(|o| o.eq_ignore_ascii_case(&caller.object_id))
+            && policy["permissions"]["keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|k| k.eq_ignore_ascii_case(permission) || k.eq_ignore_ascii_case("all"))
+    });
     if allowed {
         return Ok(());
     }
-    if rbac {
-        Err(KvError::forbidden(
-            format!("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: oid={}\r\nAction: 'Microsoft.KeyVault/vaults/keys/{permission}/action'\r\nResource: '{}'", caller.object_id, vault["id"].as_str().unwrap_or_default().to_ascii_lowercase()),
-            "ForbiddenByRbac",
-        ))
-    } else {
-        Err(KvError::forbidden(
-            format!("The user, group or application 'oid={};' does not have keys {} permission on key vault '{name};location={}'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287", caller.object_id, permission.to_ascii_lowercase(), vault["location"].as_str().unwrap_or_default()),
-            "ForbiddenByPolicy",
-        ))
-    }
+    Err(KvError::forbidden(
+        format!("The user, group or application 'oid={};' does not have keys {} permission on key vault '{name};location={}'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287", caller.object_id, permission.to_ascii_lowercase(), vault["location"].as_str().unwrap_or_default()),
+        "ForbiddenByPolicy",
+    ))
+}
+
+/// The RBAC data action a key permission needs, as the Key Vault roles name them
+/// (MicrosoftDocs/azure-docs `articles/role-based-access-control/permissions/security.md`,
+/// `Microsoft.KeyVault/vaults/keys/...`): reads and lists are `keys/read`; `wrapKey` and
+/// `unwrapKey` are `keys/wrap/action` and `keys/unwrap/action`; the rest `keys/{op}/action`.
+/// The service checks them literally: that page's remark that public-key operations (encrypt,
+/// wrap) "can be performed by principals with read access" is about clients doing them locally
+/// with the public key they read, not about the service's `/encrypt` endpoint.
+pub fn data_action(permission: &str) -> String {
+    let op = match permission {
+        "get" | "list" => return "Microsoft.KeyVault/vaults/keys/read".into(),
+        "wrapKey" => "wrap",
+        "unwrapKey" => "unwrap",
+        other => other,
+    };
+    format!("Microsoft.KeyVault/vaults/keys/{op}/action")
+}
+
+/// Key Vault's 403 for a caller whose role assignments do not (yet) allow `action`:
+/// `{"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on
+/// resource.\r\nIf role assignments, deny assignments or role definitions were changed recently,
+/// please observe propagation time.\r\n…","innererror":{"code":"ForbiddenByRbac"}}}` — the
+/// same answer before an assignment has propagated as without one.
+fn forbidden_by_rbac(caller: &KvCaller, vault: &Value, action: &str) -> KvError {
+    let name = vault["name"].as_str().unwrap_or_default();
+    KvError::forbidden(
+        format!("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: oid={}\r\nAction: '{action}'\r\nResource: '{}'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: null \r\nVault: {name};location={}\r\n", caller.object_id, vault["id"].as_str().unwrap_or_default().to_ascii_lowercase(), vault["location"].as_str().unwrap_or_default()),
+        "ForbiddenByRbac",
+    )
 }
 
 fn key_name_is_valid(name: &str) -> bool {

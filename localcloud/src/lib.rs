@@ -5,7 +5,8 @@
 //! One HTTPS listener serves:
 //! - Entra: `POST /{tenant}/oauth2/v2.0/token` (client credentials);
 //! - Microsoft Graph: `GET /v1.0/me`;
-//! - ARM: `/subscriptions/...` (resource groups, vaults, identities, role assignments);
+//! - ARM: `/subscriptions/...` (resource groups, vaults, identities, role assignments and
+//!   definitions);
 //! - the Key Vault data plane on `{vault}.vault.localhost` (routed by the Host header);
 //! - the admin API on `/_admin/...`.
 //!
@@ -15,6 +16,7 @@
 mod admin;
 pub mod arm;
 mod db;
+mod directory;
 mod entra;
 mod error;
 mod faults;
@@ -56,6 +58,13 @@ pub struct Config {
     pub token_lifetime: Duration,
     /// How long long-running operations take.
     pub operation_duration: Duration,
+    /// How long after its `createdOn` a role assignment takes effect (and how long a deleted one
+    /// keeps its effect), as Azure RBAC propagation does. Until then, data-plane calls that need
+    /// it answer Key Vault's 403 `ForbiddenByRbac` and AKS's KMS check fails with
+    /// `AzureKeyVaultKmsValidateIdentityPermissionCustomerError`. Zero (the default of
+    /// [`Config::new`]) makes assignments effective at once. The admin API can change it at run
+    /// time (`PUT /_admin/settings {"rbac_propagation_ms": N}`).
+    pub rbac_propagation: Duration,
 }
 
 impl Config {
@@ -65,6 +74,7 @@ impl Config {
             port: 0,
             token_lifetime: Duration::from_secs(3599),
             operation_duration: Duration::from_millis(500),
+            rbac_propagation: Duration::ZERO,
         }
     }
 }
@@ -177,6 +187,7 @@ impl LocalCloud {
             ca_pem: tls.ca_pem.clone(),
             token_lifetime: config.token_lifetime,
             operation_duration: RwLock::new(config.operation_duration),
+            rbac_propagation: RwLock::new(config.rbac_propagation),
             faults: faults::Faults::default(),
             dek_caches: std::sync::Mutex::new(std::collections::HashMap::new()),
         });

@@ -24,6 +24,8 @@ pub struct AppState {
     pub ca_pem: String,
     pub token_lifetime: Duration,
     pub operation_duration: RwLock<Duration>,
+    /// How long a role assignment (or its deletion) takes to take effect; see `directory.rs`.
+    pub rbac_propagation: RwLock<Duration>,
     pub faults: Faults,
     /// Each cluster API server's in-memory data-key cache, by lowercased cluster id.
     pub dek_caches: std::sync::Mutex<std::collections::HashMap<String, crate::k8s::kms::DekCache>>,
@@ -48,5 +50,10 @@ impl AppState {
 
     pub fn operation_duration(&self) -> Duration {
         self.operation_duration.read().map(|d| *d).unwrap_or_default()
+    }
+
+    /// The current RBAC propagation delay (the `Config` value, or the admin API's last setting).
+    pub fn rbac_propagation(&self) -> Duration {
+        self.rbac_propagation.read().map(|d| *d).unwrap_or_default()
     }
 }

@@ -51,6 +51,11 @@ pub enum LocalCommand {
         /// How long long-running operations (cluster updates) take.
         #[arg(long, default_value = "500ms")]
         operation_duration: humantime::Duration,
+        /// How long a role assignment takes to take effect (and a deleted one to lose it), as
+        /// Azure RBAC propagation does; until then Key Vault answers 403 `ForbiddenByRbac` and
+        /// AKS's KMS check fails. `0s` makes assignments effective at once.
+        #[arg(long, default_value = "5s")]
+        rbac_propagation: humantime::Duration,
     },
     /// Create a cluster in `Succeeded` state (the procedure's "existing cluster").
     SeedCluster {
@@ -86,6 +91,54 @@ pub enum LocalCommand {
         drop_percent: u32,
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+    },
+    /// Change run-time settings of a running local cloud (until it restarts).
+    Settings {
+        #[command(flatten)]
+        state: StateArg,
+        /// The RBAC propagation delay, for every role assignment old and new.
+        #[arg(long)]
+        rbac_propagation: Option<humantime::Duration>,
+        /// How long long-running operations take.
+        #[arg(long)]
+        operation_duration: Option<humantime::Duration>,
+    },
+    /// Add (or replace, with --name) a custom role definition; prints its id.
+    RoleDefinition {
+        #[command(flatten)]
+        state: StateArg,
+        /// The role's display name (unique).
+        #[arg(long)]
+        role_name: String,
+        /// The definition's GUID (default: a new one).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Management-plane actions (repeatable; `*` wildcards).
+        #[arg(long = "action")]
+        actions: Vec<String>,
+        #[arg(long = "not-action")]
+        not_actions: Vec<String>,
+        /// Data-plane actions, e.g. Microsoft.KeyVault/vaults/keys/encrypt/action (repeatable).
+        #[arg(long = "data-action")]
+        data_actions: Vec<String>,
+        #[arg(long = "not-data-action")]
+        not_data_actions: Vec<String>,
+    },
+    /// Make a principal a member of a group (role assignments to the group then apply to it).
+    GroupMember {
+        #[command(flatten)]
+        state: StateArg,
+        /// The group's object id (created on first use).
+        #[arg(long)]
+        group: String,
+        /// The member's object id.
+        #[arg(long)]
+        member: String,
+        /// Remove the membership instead.
+        #[arg(long)]
+        remove: bool,
     },
     /// The request log (method, host, path, status; never bodies).
     Requests {
@@ -224,7 +277,14 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             state,
             port,
             operation_duration,
-        } => serve(state.dir()?, port, operation_duration.into(), output).await,
+            rbac_propagation,
+        } => {
+            let mut config = Config::new(state.dir()?);
+            config.port = port;
+            config.operation_duration = operation_duration.into();
+            config.rbac_propagation = rbac_propagation.into();
+            serve(config, output).await
+        }
         LocalCommand::SeedCluster {
             state,
             resource_group,
@@ -253,6 +313,69 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
                 "error_percent": error_percent, "drop_percent": drop_percent, "latency_ms": latency_ms});
             let doc = admin(&state.dir()?, reqwest::Method::PUT, "/_admin/faults", Some(body)).await?;
             print_value(output, &doc, |d| format!("faults: {d}\n"));
+            Ok(0)
+        }
+        LocalCommand::Settings {
+            state,
+            rbac_propagation,
+            operation_duration,
+        } => {
+            let ms = |d: Option<humantime::Duration>| d.map(|d| Duration::from(d).as_millis() as u64);
+            let body =
+                json!({"rbac_propagation_ms": ms(rbac_propagation), "operation_duration_ms": ms(operation_duration)});
+            let doc = admin(&state.dir()?, reqwest::Method::PUT, "/_admin/settings", Some(body)).await?;
+            print_value(output, &doc, |d| {
+                format!(
+                    "rbac propagation: {} ms, operation duration: {} ms\n",
+                    d["rbac_propagation_ms"], d["operation_duration_ms"]
+                )
+            });
+            Ok(0)
+        }
+        LocalCommand::RoleDefinition {
+            state,
+            role_name,
+            name,
+            description,
+            actions,
+            not_actions,
+            data_actions,
+            not_data_actions,
+        } => {
+            let body = json!({"name": name, "roleName": role_name, "description": description,
+                "permissions": [{"actions": actions, "notActions": not_actions,
+                    "dataActions": data_actions, "notDataActions": not_data_actions}]});
+            let doc = admin(
+                &state.dir()?,
+                reqwest::Method::PUT,
+                "/_admin/roleDefinitions",
+                Some(body),
+            )
+            .await?;
+            print_value(output, &doc, |d| format!("{}\n", d["id"].as_str().unwrap_or_default()));
+            Ok(0)
+        }
+        LocalCommand::GroupMember {
+            state,
+            group,
+            member,
+            remove,
+        } => {
+            let method = if remove {
+                reqwest::Method::DELETE
+            } else {
+                reqwest::Method::PUT
+            };
+            let body = json!({"group": group, "member": member});
+            let doc = admin(&state.dir()?, method, "/_admin/groups/members", Some(body)).await?;
+            print_value(output, &doc, |d| {
+                format!(
+                    "{} {} group {}\n",
+                    d["member"].as_str().unwrap_or_default(),
+                    if remove { "left" } else { "is in" },
+                    d["group"].as_str().unwrap_or_default()
+                )
+            });
             Ok(0)
         }
         LocalCommand::Keys { state, vault } => {
@@ -335,10 +458,9 @@ fn print_value(output: Output, doc: &Value, text: impl FnOnce(&Value) -> String)
     }
 }
 
-async fn serve(dir: PathBuf, port: u16, operation_duration: Duration, output: Output) -> anyhow::Result<u8> {
-    let mut config = Config::new(&dir);
-    config.port = port;
-    config.operation_duration = operation_duration;
+async fn serve(config: Config, output: Output) -> anyhow::Result<u8> {
+    let dir = config.state_dir.clone();
+    let rbac_propagation = config.rbac_propagation;
     let cloud = LocalCloud::start(config)
         .await
         .with_context(|| format!("cannot start the local cloud in {}", dir.display()))?;
@@ -350,6 +472,7 @@ async fn serve(dir: PathBuf, port: u16, operation_duration: Duration, output: Ou
                 "graph": p.graph, "keyvault_dns_suffix": p.keyvault_dns_suffix, "tenant_id": p.tenant_id,
                 "default_subscription": p.default_subscription, "ca_path": p.ca_path,
                 "profile_path": dir.join(kmsflow_localcloud::PROFILE_FILE), "port": cloud.port(),
+                "rbac_propagation_ms": rbac_propagation.as_millis() as u64,
             });
             println!("{doc}");
         }
@@ -371,6 +494,7 @@ async fn serve(dir: PathBuf, port: u16, operation_duration: Duration, output: Ou
                 dir.join(kmsflow_localcloud::PROFILE_FILE).display()
             );
             println!("  CA certificate     {}", p.ca_path.display());
+            println!("  RBAC propagation   {}", humantime::format_duration(rbac_propagation));
         }
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

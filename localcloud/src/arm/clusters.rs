@@ -591,7 +591,13 @@ async fn validate_kms(
     if private {
         // AKS cannot reach a private vault to validate; it only needs to create the private endpoint.
         let vault_id = vault["id"].as_str().unwrap_or_default();
-        if !super::roles::has_role(state, principal, "f25e0fa2-a7c8-4377-a976-54943a77a395", vault_id)? {
+        // azure-reference.md §1.8: the identity needs `PrivateEndpointConnectionsApproval/action`
+        // (in Key Vault Contributor), through an assignment that has propagated.
+        let approve = "Microsoft.KeyVault/vaults/privateEndpointConnectionsApproval/action";
+        if !crate::directory::Directory::new(state)
+            .check_action(principal, vault_id, approve)?
+            .allowed()
+        {
             return Err(ArmError::bad_request(
                 "AzureKeyVaultKmsPrivateEndpointPermissionMissing",
                 format!("The cluster identity needs Key Vault Contributor on {vault_id} to create and approve the private endpoint connection."),

@@ -7,7 +7,7 @@ pub mod identities;
 pub mod roles;
 pub mod vaults;
 
-pub use roles::{role_definition_id, BUILTIN_ROLES};
+pub use roles::role_definition_id;
 
 use crate::entra::{authenticate, AuthFailure, Caller};
 use crate::http::{json, ArmError, ArmResult};
@@ -131,6 +131,13 @@ async fn route(state: &Shared, method: Method, uri: &Uri, headers: HeaderMap, bo
     {
         let scope = format!("/{}", req.segs[..i].join("/"));
         return roles::handle(state, &req, &scope, req.segs.get(i + 3).map(String::as_str)).await;
+    }
+    if let Some(i) = lower
+        .windows(3)
+        .position(|w| w == ["providers", "microsoft.authorization", "roledefinitions"])
+    {
+        let scope = format!("/{}", req.segs[..i].join("/"));
+        return roles::definitions(state, &req, &scope, req.segs.get(i + 3).map(String::as_str));
     }
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     match l.as_slice() {

@@ -1,96 +1,20 @@
-//! `Microsoft.Authorization/roleAssignments` at any scope, with the built-in roles the KMS
-//! procedure uses, and the lookup Key Vault's RBAC mode authorises data-plane calls with.
+//! `Microsoft.Authorization/roleAssignments` at any scope (PUT, GET, DELETE, list with
+//! `$filter=principalId eq '…'`) and `Microsoft.Authorization/roleDefinitions` (GET by GUID, list
+//! with `$filter=roleName eq '…'`), api-version 2022-04-01 shapes (azure-reference.md §4).
+//! What an assignment allows is decided in `directory.rs`, from the definitions served here.
 
 use super::{method_not_allowed, Req};
-use crate::http::{is_guid, json, now_rfc3339, ArmError, ArmResult};
+use crate::directory::{definition_guid, scope_covers, Directory, DELETED_ASSIGNMENT_TYPE};
+use crate::http::{is_guid, json, now_ms, now_rfc3339, ArmError, ArmResult};
 use crate::state::Shared;
 use axum::http::{Method, StatusCode};
 use serde_json::{json as j, Value};
 
-pub const TYPE: &str = "Microsoft.Authorization/roleAssignments";
+pub const TYPE: &str = crate::directory::ASSIGNMENT_TYPE;
 
-/// What a built-in role lets its holder do with a vault's keys (data plane).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAccess {
-    /// No data-plane access (management-plane roles such as Key Vault Contributor).
-    None,
-    /// Read keys, encrypt/decrypt/wrap/unwrap (Key Vault Crypto User).
-    Use,
-    /// Everything on keys (Crypto Officer, Administrator).
-    Manage,
-}
-
-/// `(role definition GUID, name, key access)` of the built-in roles this cloud knows.
-pub const BUILTIN_ROLES: &[(&str, &str, KeyAccess)] = &[
-    (
-        "12338af0-0e69-4776-bea7-57ae8d297424",
-        "Key Vault Crypto User",
-        KeyAccess::Use,
-    ),
-    (
-        "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
-        "Key Vault Crypto Officer",
-        KeyAccess::Manage,
-    ),
-    (
-        "f25e0fa2-a7c8-4377-a976-54943a77a395",
-        "Key Vault Contributor",
-        KeyAccess::None,
-    ),
-    (
-        "00482a5a-887f-4fb3-b363-3b7fe8e74483",
-        "Key Vault Administrator",
-        KeyAccess::Manage,
-    ),
-    (
-        "e147488a-f6f5-4113-8e2d-b22465e65bf6",
-        "Key Vault Crypto Service Encryption User",
-        KeyAccess::Use,
-    ),
-    (
-        "21090545-7ca7-4776-b22c-e363652d74d2",
-        "Key Vault Reader",
-        KeyAccess::None,
-    ),
-    ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner", KeyAccess::None),
-    ("b24988ac-6180-42a0-ab88-20f7382dd24c", "Contributor", KeyAccess::None),
-    ("acdd72a7-3385-48ef-bd42-f606fba81ae7", "Reader", KeyAccess::None),
-];
-
-/// The full role definition id of built-in role `guid` in subscription `sub`.
+/// The full role definition id of role definition `guid` in subscription `sub`.
 pub fn role_definition_id(sub: &str, guid: &str) -> String {
     format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{guid}")
-}
-
-fn role_guid(definition_id: &str) -> Option<&'static str> {
-    let guid = definition_id.rsplit('/').next()?;
-    BUILTIN_ROLES
-        .iter()
-        .find(|(id, _, _)| id.eq_ignore_ascii_case(guid))
-        .map(|(id, _, _)| *id)
-}
-
-/// Whether scope `outer` contains resource id `inner` (segment-wise, case-insensitive).
-pub fn scope_covers(outer: &str, inner: &str) -> bool {
-    let o: Vec<String> = outer
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
-    let i: Vec<String> = inner
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
-    i.len() >= o.len() && i[..o.len()] == o[..]
-}
-
-fn subscription_of(id: &str) -> String {
-    id.split('/')
-        .filter(|s| !s.is_empty())
-        .nth(1)
-        .unwrap_or_default()
-        .to_ascii_lowercase()
 }
 
 /// Every role assignment in the subscription of `resource`.
@@ -100,44 +24,12 @@ fn assignments_in_subscription(state: &Shared, resource: &str) -> Result<Vec<Val
         .resources(TYPE, &format!("/subscriptions/{}/", subscription_of(resource)))?)
 }
 
-/// The strongest key access `principal` has on `resource` through role assignments.
-pub fn key_access(state: &Shared, principal: &str, resource: &str) -> Result<KeyAccess, ArmError> {
-    let mut best = KeyAccess::None;
-    for a in assignments_in_subscription(state, resource)? {
-        let p = &a["properties"];
-        if !p["principalId"]
-            .as_str()
-            .is_some_and(|id| id.eq_ignore_ascii_case(principal))
-        {
-            continue;
-        }
-        if !p["scope"].as_str().is_some_and(|s| scope_covers(s, resource)) {
-            continue;
-        }
-        let access = p["roleDefinitionId"]
-            .as_str()
-            .and_then(role_guid)
-            .and_then(|g| BUILTIN_ROLES.iter().find(|(id, _, _)| *id == g))
-            .map_or(KeyAccess::None, |(_, _, a)| *a);
-        best = match (best, access) {
-            (KeyAccess::Manage, _) | (_, KeyAccess::Manage) => KeyAccess::Manage,
-            (KeyAccess::Use, _) | (_, KeyAccess::Use) => KeyAccess::Use,
-            _ => KeyAccess::None,
-        };
-    }
-    Ok(best)
-}
-
-/// Whether `principal` holds built-in role `guid` at a scope covering `resource`.
-pub fn has_role(state: &Shared, principal: &str, guid: &str, resource: &str) -> Result<bool, ArmError> {
-    Ok(assignments_in_subscription(state, resource)?.iter().any(|a| {
-        let p = &a["properties"];
-        p["principalId"]
-            .as_str()
-            .is_some_and(|id| id.eq_ignore_ascii_case(principal))
-            && p["scope"].as_str().is_some_and(|s| scope_covers(s, resource))
-            && p["roleDefinitionId"].as_str().and_then(role_guid) == Some(guid)
-    }))
+fn subscription_of(id: &str) -> String {
+    id.split('/')
+        .filter(|s| !s.is_empty())
+        .nth(1)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 pub async fn handle(state: &Shared, req: &Req, scope: &str, name: Option<&str>) -> ArmResult {
@@ -188,15 +80,13 @@ pub async fn handle(state: &Shared, req: &Req, scope: &str, name: Option<&str>) 
             let body = req.json()?;
             let p = &body["properties"];
             let definition = p["roleDefinitionId"].as_str().unwrap_or_default();
-            let guid = role_guid(definition).ok_or_else(|| {
-                ArmError::bad_request(
+            let guid = definition_guid(definition);
+            if Directory::new(state).role_definition(&guid)?.is_none() {
+                return Err(ArmError::bad_request(
                     "RoleDefinitionDoesNotExist",
-                    format!(
-                        "The specified role definition with ID '{}' does not exist.",
-                        definition.rsplit('/').next().unwrap_or_default()
-                    ),
-                )
-            })?;
+                    format!("The specified role definition with ID '{guid}' does not exist."),
+                ));
+            }
             let principal = p["principalId"].as_str().unwrap_or_default().to_ascii_lowercase();
             if state.db.principal_by_object_id(&principal)?.is_none() {
                 return Err(ArmError::bad_request(
@@ -210,7 +100,7 @@ pub async fn handle(state: &Shared, req: &Req, scope: &str, name: Option<&str>) 
                 ap["principalId"]
                     .as_str()
                     .is_some_and(|x| x.eq_ignore_ascii_case(&principal))
-                    && ap["roleDefinitionId"].as_str().and_then(role_guid) == Some(guid)
+                    && ap["roleDefinitionId"].as_str().map(definition_guid).as_deref() == Some(guid.as_str())
                     && ap["scope"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(scope))
             };
             if let Some(existing) = &existing {
@@ -234,7 +124,7 @@ pub async fn handle(state: &Shared, req: &Req, scope: &str, name: Option<&str>) 
             let doc = j!({
                 "id": id, "name": name, "type": TYPE,
                 "properties": {
-                    "roleDefinitionId": role_definition_id(&sub, guid), "principalId": principal,
+                    "roleDefinitionId": role_definition_id(&sub, &guid), "principalId": principal,
                     "principalType": principal_type, "scope": scope, "createdOn": now, "updatedOn": now,
                     "createdBy": req.caller.object_id, "updatedBy": req.caller.object_id,
                 },
@@ -242,22 +132,70 @@ pub async fn handle(state: &Shared, req: &Req, scope: &str, name: Option<&str>) 
             state.db.put_resource(&id, TYPE, name, &doc)?;
             Ok(json(StatusCode::CREATED, doc))
         }
+        // 200 with the deleted assignment, 204 when there is none (RoleAssignments_Delete.json).
+        // Its effect lasts one propagation delay longer (see `directory.rs`).
+        Method::DELETE => {
+            let Some(doc) = existing else {
+                return Ok(json(StatusCode::NO_CONTENT, Value::Null));
+            };
+            let mut tombstone = doc.clone();
+            tombstone["kmsflowDeletedMs"] = j!(now_ms());
+            let tombstone_id = format!("{id}/kmsflowDeleted/{}", crate::http::new_guid());
+            state.db.tx(|tx| {
+                tx.execute("DELETE FROM resources WHERE id = ?1", [id.to_ascii_lowercase()])?;
+                tx.execute(
+                    "INSERT INTO resources (id, type, name, doc) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![
+                        tombstone_id.to_ascii_lowercase(),
+                        DELETED_ASSIGNMENT_TYPE.to_ascii_lowercase(),
+                        name.to_ascii_lowercase(),
+                        tombstone.to_string()
+                    ],
+                )?;
+                Ok(())
+            })?;
+            Ok(json(StatusCode::OK, doc))
+        }
         _ => Err(method_not_allowed(req)),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::scope_covers;
-
-    #[test]
-    fn scopes_cover_descendants_only() {
-        let rg = "/subscriptions/s/resourceGroups/RG1";
-        assert!(scope_covers(
-            rg,
-            "/subscriptions/s/resourcegroups/rg1/providers/Microsoft.KeyVault/vaults/kv"
-        ));
-        assert!(!scope_covers(rg, "/subscriptions/s/resourcegroups/rg10"));
-        assert!(!scope_covers(rg, "/subscriptions/s"));
+/// `GET {scope}/providers/Microsoft.Authorization/roleDefinitions[/{guid}]`: built-in and custom
+/// definitions, ids in the scope's subscription; the list honours `$filter=roleName eq '…'` and
+/// `$filter=type eq 'BuiltInRole'|'CustomRole'`.
+pub fn definitions(state: &Shared, req: &Req, scope: &str, name: Option<&str>) -> ArmResult {
+    if req.method != Method::GET {
+        return Err(method_not_allowed(req));
     }
+    let sub = subscription_of(scope);
+    let directory = Directory::new(state);
+    if let Some(guid) = name {
+        return directory
+            .role_definition(guid)?
+            .map(|d| json(StatusCode::OK, d.to_arm(&sub)))
+            .ok_or_else(|| {
+                ArmError::new(
+                    StatusCode::NOT_FOUND,
+                    "RoleDefinitionDoesNotExist",
+                    format!("The specified role definition with ID '{guid}' does not exist."),
+                )
+            });
+    }
+    let filter = req.query.get("$filter").map(String::as_str).unwrap_or_default();
+    let wanted = |key: &str| {
+        filter
+            .split(&format!("{key} eq '"))
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .map(str::to_string)
+    };
+    let (role_name, role_type) = (wanted("roleName"), wanted("type"));
+    let list: Vec<Value> = directory
+        .role_definitions()?
+        .into_iter()
+        .filter(|d| role_name.as_ref().is_none_or(|n| d.role_name.eq_ignore_ascii_case(n)))
+        .filter(|d| role_type.as_ref().is_none_or(|t| d.role_type.eq_ignore_ascii_case(t)))
+        .map(|d| d.to_arm(&sub))
+        .collect();
+    Ok(json(StatusCode::OK, j!({ "value": list })))
 }

@@ -9,3 +9,4 @@ mod entra_and_arm;
 mod faults_and_log;
 mod keyvault;
 mod kubectl;
+mod rbac;

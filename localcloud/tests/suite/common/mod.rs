@@ -54,9 +54,15 @@ pub async fn start() -> Cloud {
 }
 
 pub async fn start_in(dir: tempfile::TempDir) -> Cloud {
-    let cloud = LocalCloud::start(Config::new(dir.path()))
-        .await
-        .expect("local cloud starts");
+    start_configured(dir, |_| {}).await
+}
+
+/// A local cloud in `dir` whose `Config` (from `Config::new`: no RBAC propagation delay, so the
+/// suite stays fast) `configure` may change first.
+pub async fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> Cloud {
+    let mut config = Config::new(dir.path());
+    configure(&mut config);
+    let cloud = LocalCloud::start(config).await.expect("local cloud starts");
     let profile = cloud.profile().clone();
     let http = http_client(&profile);
     let credential = credential(&profile, &http, &profile.operator.client_secret);

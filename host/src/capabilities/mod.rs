@@ -344,6 +344,20 @@ impl StepContext {
         result
     }
 
+    /// Where the clients' waiting notices go: the step's progress line.
+    pub(crate) fn notices(&self) -> crate::cloud::wire::Notices {
+        let events = self.events.clone();
+        let step = self.step.clone();
+        Arc::new(move |message: &str| {
+            events(&Event::Progress {
+                step: step.clone(),
+                label: crate::limits::truncate(message, crate::limits::PROGRESS_LABEL_MAX),
+                done: 0,
+                total: None,
+            })
+        })
+    }
+
     /// A backend handle, cloned so the context can be borrowed again while the call awaits.
     pub(crate) fn backend(&self) -> Arc<dyn CloudBackend> {
         Arc::clone(&self.backend)
@@ -385,7 +399,7 @@ macro_rules! capability_call {
         flight.span = tracing::info_span!(concat!("kmsflow.", $name), step = %$ctx.step, resource = shown.as_deref());
         let $backend = $ctx.backend();
         let $auth = &flight.auth;
-        let call = $crate::cloud::wire::collect($b.$method($a $(, $arg)*));
+        let call = $crate::cloud::wire::collect_noticing($b.$method($a $(, $arg)*), $ctx.notices());
         let (result, wire) = tracing::Instrument::instrument(call, flight.span.clone()).await;
         $ctx.finish(flight, result, wire)
     }};

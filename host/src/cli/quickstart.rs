@@ -43,10 +43,10 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
     let state = args.state.clone().unwrap_or_else(|| temp.path().join("localcloud"));
     let mut config = kmsflow_localcloud::Config::new(&state);
     config.operation_duration = Duration::from_millis(100);
-    // No RBAC propagation delay yet: the private switch grants Key Vault Contributor and enables
-    // KMS at once, and the host does not yet retry while an assignment propagates (issue 12).
-    // Raise this (`kmsflow local serve` uses 5 s) once it does.
-    config.rbac_propagation = Duration::ZERO;
+    // Role assignments take effect late, as on Azure (`kmsflow local serve` uses the same): the
+    // private switch grants Key Vault Contributor and enables KMS at once, so the run shows the
+    // host waiting out propagation.
+    config.rbac_propagation = Duration::from_secs(5);
     let cloud = kmsflow_localcloud::LocalCloud::start(config)
         .await
         .context("cannot start the local cloud")?;

@@ -92,6 +92,8 @@ impl RunRenderer {
                 if let Some(bar) = self.bar.lock().ok().as_ref().and_then(|b| b.as_ref()) {
                     match total {
                         Some(t) => bar.set_message(format!("{label} {done}/{t}")),
+                        // A notice (what a call waits for) has no count.
+                        None if *done == 0 => bar.set_message(label.clone()),
                         None => bar.set_message(format!("{label} {done}")),
                     }
                 }

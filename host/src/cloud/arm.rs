@@ -132,11 +132,9 @@ impl CloudError {
                 ..
             } => {
                 (*status == 403 && (code == "ForbiddenByRbac" || inner_code.as_deref() == Some("ForbiddenByRbac")))
-                    || code == "AzureKeyVaultKmsValidateIdentityPermissionCustomerError"
+                    || PERMISSION_CODES.contains(&code.as_str())
             }
-            CloudError::OperationFailed { code, .. } => {
-                code == "AzureKeyVaultKmsValidateIdentityPermissionCustomerError"
-            }
+            CloudError::OperationFailed { code, .. } => PERMISSION_CODES.contains(&code.as_str()),
             _ => false,
         }
     }
@@ -608,6 +606,17 @@ impl Poller {
                     self.deadline.as_secs()
                 ),
             });
+        }
+        if elapsed >= Duration::from_secs(10) {
+            let state = if self.state.is_empty() {
+                default_state
+            } else {
+                &self.state
+            };
+            super::wire::notice(&format!(
+                "waiting for operation {operation}: {state} ({}s)",
+                elapsed.as_secs()
+            ));
         }
         tokio::time::sleep(self.next).await;
         Ok(())

@@ -243,7 +243,9 @@ impl KubeClients {
         if doc["properties"]["disableLocalAccounts"] == json!(true) {
             return self.entra_config(cluster).await;
         }
-        let kubeconfig = self.credential_kubeconfig(cluster, "listClusterAdminCredential").await?;
+        let kubeconfig = self
+            .credential_kubeconfig(cluster, "listClusterAdminCredential")
+            .await?;
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(|_| KubeError::Client(format!("{cluster}: the admin kubeconfig has no usable context")))
@@ -262,8 +264,11 @@ impl KubeClients {
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| KubeError::Client(format!("{cluster}: the kubeconfig of {action} is not base64 UTF-8")))?;
-        Kubeconfig::from_yaml(&yaml)
-            .map_err(|_| KubeError::Client(format!("{cluster}: the kubeconfig of {action} is not a valid kubeconfig")))
+        Kubeconfig::from_yaml(&yaml).map_err(|_| {
+            KubeError::Client(format!(
+                "{cluster}: the kubeconfig of {action} is not a valid kubeconfig"
+            ))
+        })
     }
 
     /// The API server and CA from the user kubeconfig (whose exec/kubelogin user is dropped),

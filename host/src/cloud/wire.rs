@@ -27,6 +27,17 @@ pub struct WireReport {
 
 tokio::task_local! {
     static CURRENT: Arc<Mutex<WireReport>>;
+    static NOTICES: Notices;
+}
+
+/// Where a client's "still waiting, and why" lines go during a capability call (the step's
+/// progress display).
+pub type Notices = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Tells the user what a call is waiting for (a role assignment to propagate, an operation to
+/// finish); nothing outside a call that [`collect_noticing`] runs.
+pub fn notice(message: &str) {
+    let _ = NOTICES.try_with(|n| n(message));
 }
 
 fn with(f: impl FnOnce(&mut WireReport)) {
@@ -57,6 +68,11 @@ pub fn record_retry(reason: &str) {
             r.retry_reasons.push(reason.chars().take(120).collect());
         }
     });
+}
+
+/// [`collect`], with the clients' [`notice`]s going to `notices`.
+pub async fn collect_noticing<F: Future>(fut: F, notices: Notices) -> (F::Output, WireReport) {
+    NOTICES.scope(notices, collect(fut)).await
 }
 
 /// Runs `fut`, collecting what the clients record meanwhile.

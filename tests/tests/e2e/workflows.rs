@@ -47,6 +47,29 @@ impl Env {
         self.c.rg_id("rg1")
     }
 
+    /// Role assignments take effect `ms` after they are made, as on Azure (seconds to minutes).
+    async fn propagation(&self, ms: u64) {
+        let (status, _) = self
+            .c
+            .admin(
+                Method::PUT,
+                "/_admin/settings",
+                Some(json!({"rbac_propagation_ms": ms})),
+            )
+            .await;
+        assert!(status.is_success(), "{status}");
+    }
+
+    /// How many calls of the run in `report` waited for a role assignment to take effect,
+    /// from its journal.
+    fn propagation_waits(&self, report: &RunReport) -> usize {
+        let journal = self.runs.path().join(&report.run_id).join("journal.ndjson");
+        std::fs::read_to_string(journal)
+            .unwrap()
+            .matches("waiting for a role assignment to take effect")
+            .count()
+    }
+
     /// Runs `workflows/NAME` with `--set` values, journaled like the CLI does.
     async fn run(&self, name: &str, sets: &[(&str, &str)]) -> RunReport {
         let inputs = VarInputs {
@@ -251,6 +274,9 @@ async fn enable_rotate_twice_and_disable_an_existing_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enable_public_rbac_creates_a_new_cluster_with_kms() {
     let e = env().await;
+    // Crypto Officer for the operator is assigned right before the key is created, Crypto User
+    // for the identity right before KMS is turned on: both wait out the propagation.
+    e.propagation(2000).await;
     let rg = e.rg();
     let cluster = e.c.cluster_id("aks-new");
     let r = e
@@ -269,6 +295,7 @@ async fn enable_public_rbac_creates_a_new_cluster_with_kms() {
         kmsflow::wit::types::Value::Text("role-assignment".into())
     );
     assert_eq!(output(&r, "enable", "created"), kmsflow::wit::types::Value::Flag(true));
+    assert!(e.propagation_waits(&r) >= 2, "the run waited for both assignments");
     let (_, doc) = e.c.arm(Method::GET, &cluster, None).await;
     assert_eq!(
         doc["properties"]["securityProfile"]["azureKeyVaultKms"]["enabled"],
@@ -323,6 +350,8 @@ async fn enable_public_rbac_creates_a_new_cluster_with_kms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enable_private_then_switch_to_public_and_back() {
     let e = env().await;
+    // Key Vault Contributor for the identity is assigned right before KMS goes private.
+    e.propagation(2000).await;
     let rg = e.rg();
     let cluster = e.cluster("aks-vnet", "1.30", true, "UserAssigned").await;
     e.c.seed_secrets("aks-vnet", 30, 3).await;
@@ -333,6 +362,7 @@ async fn enable_private_then_switch_to_public_and_back() {
     ];
     let r = e.run("enable-private.toml", &vars).await;
     succeeded(&r);
+    assert!(e.propagation_waits(&r) >= 1, "the run waited for Key Vault Contributor");
     let vault_id = format!("{rg}/providers/Microsoft.KeyVault/vaults/kv-priv1");
     let (_, vault) = e.c.arm(Method::GET, &vault_id, None).await;
     assert_eq!(

@@ -133,7 +133,7 @@ impl AzureBackend {
 
     /// Runs `op`, and while it fails because a role assignment kmsflow made has not taken effect
     /// yet (see [`CloudError::awaits_role_propagation`]) and the propagation window since that
-    /// assignment is open, runs it again after a pause (5 s doubling to 30 s). Each wait is a
+    /// assignment is open, runs it again after a pause (2 s doubling to 30 s). Each wait is a
     /// retry on the call's wire report (so in the journal) and an info line. Any other failure,
     /// or the same one with no recent assignment, is returned at once.
     async fn through_propagation<T, F, Fut>(&self, what: &str, op: F) -> Result<T, CloudError>
@@ -141,7 +141,7 @@ impl AzureBackend {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CloudError>>,
     {
-        let mut pause = Duration::from_secs(5);
+        let mut pause = Duration::from_secs(2);
         loop {
             match op().await {
                 Err(e) if e.awaits_role_propagation() => {
@@ -152,6 +152,10 @@ impl AzureBackend {
                     }
                     let waited = since.map(|t| t.elapsed().as_secs()).unwrap_or_default();
                     super::wire::record_retry(&format!("{what}: waiting for a role assignment to take effect"));
+                    super::wire::notice(&format!(
+                        "waiting for a role assignment to take effect ({waited}s so far, up to {}s)",
+                        self.propagation_window.as_secs()
+                    ));
                     tracing::info!(
                         "{what}: the role assignment made {waited}s ago has not taken effect yet; retrying in {}s \
                          (up to {}s after it)",

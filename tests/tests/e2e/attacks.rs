@@ -364,3 +364,92 @@ async fn a_describe_that_declares_too_much_is_not_loaded() {
     assert!(err.contains("describe() answered 2000 parameters"), "{err}");
     assert!(err.contains("the limits are 256"), "{err}");
 }
+
+/// Key access in private mode is judged from role definitions, not role names: a role that only
+/// wraps keys is not enough, a custom role with encrypt and decrypt is, and access only a group
+/// gives cannot be verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crypto_access_is_judged_from_the_role_definitions_data_actions() {
+    let c = start().await;
+    c.resource_group("rg1").await;
+    let vault = c.vault("rg1", "kv-judge1", true, serde_json::json!({})).await;
+    let mut ids = Vec::new();
+    for n in 1..=6 {
+        ids.push(c.identity("rg1", &format!("id{n}")).await.1);
+    }
+    let group = "00000000-0000-4000-8000-000000000005".to_string();
+    let principal = |n: u32| {
+        if n == 5 {
+            group.clone()
+        } else {
+            ids[n as usize - 1].clone()
+        }
+    };
+    let name = |n: u32| format!("00000000-0000-4000-8000-{:012}", 900 + n);
+    let assign = |role: String, who: String, kind: &'static str, n: u32| {
+        let c = &c;
+        let vault = vault.clone();
+        async move {
+            let definition = format!(
+                "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{role}",
+                c.sub()
+            );
+            let body = serde_json::json!({"properties": {"roleDefinitionId": definition, "principalId": who, "principalType": kind}});
+            let path = format!("{vault}/providers/Microsoft.Authorization/roleAssignments/{}", name(n));
+            let (status, resp) = c.arm(Method::PUT, &path, Some(body)).await;
+            assert!(status.is_success(), "{resp}");
+        }
+    };
+    // 1: Crypto Service Encryption User (wrap/unwrap only). 2: Crypto User. 3: a custom role
+    // with encrypt and decrypt. 4: only through group 5's Crypto User. 6: nothing.
+    assign(
+        "e147488a-f6f5-4113-8e2d-b22465e65bf6".into(),
+        principal(1),
+        "ServicePrincipal",
+        1,
+    )
+    .await;
+    assign(
+        "12338af0-0e69-4776-bea7-57ae8d297424".into(),
+        principal(2),
+        "ServicePrincipal",
+        2,
+    )
+    .await;
+    let (status, role) = c
+        .admin(
+            Method::PUT,
+            "/_admin/roleDefinitions",
+            Some(
+                serde_json::json!({"roleName": "KMS only", "permissions": [{"dataActions": [
+                "Microsoft.KeyVault/vaults/keys/encrypt/action", "Microsoft.KeyVault/vaults/keys/decrypt/action"]}]}),
+            ),
+        )
+        .await;
+    assert!(status.is_success(), "{role}");
+    assign(
+        role["name"].as_str().unwrap().to_string(),
+        principal(3),
+        "ServicePrincipal",
+        3,
+    )
+    .await;
+    let grants = Grants::new(vec![Grant::new(&vault, &["read"]).unwrap()]);
+    let who: Vec<String> = [1, 2, 3, 4, 6].into_iter().map(principal).collect();
+    let results = hostile(&c, "kv-can-encrypt", &who, &[("path", &vault)], grants.clone()).await;
+    assert_eq!(results, ["ok:false", "ok:true", "ok:true", "ok:false", "ok:false"]);
+
+    // Once a group holds Crypto User, whoever lacks a role of their own might be a member.
+    let (status, _) = c
+        .admin(
+            Method::PUT,
+            "/_admin/groups/members",
+            Some(serde_json::json!({"group": principal(5), "member": principal(4)})),
+        )
+        .await;
+    assert!(status.is_success());
+    assign("12338af0-0e69-4776-bea7-57ae8d297424".into(), principal(5), "Group", 5).await;
+    let who: Vec<String> = [2, 4].into_iter().map(principal).collect();
+    let results = hostile(&c, "kv-can-encrypt", &who, &[("path", &vault)], grants).await;
+    assert_eq!(results, ["ok:true", "precondition:AccessOnlyThroughGroup"]);
+}

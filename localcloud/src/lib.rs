@@ -25,6 +25,7 @@ mod state;
 mod tls;
 
 pub use admin::ADMIN_HEADER;
+pub use arm::lro::{Ending, LroShape, UnknownLroShape};
 pub use db::RequestRecord;
 pub use error::LocalCloudError;
 pub use faults::FaultConfig;
@@ -47,6 +48,12 @@ use std::time::Duration;
 use tower_service::Service as _;
 
 /// How to start a local cloud.
+///
+/// Two starting points: [`Config::new`] (in-process use and tests: no added delay, every
+/// operation answered with `Azure-AsyncOperation`) and [`Config::realistic`] (what
+/// `kmsflow local serve` starts from: LRO shapes rotated, vaults provisioned after a few
+/// seconds). Every field can also be changed at run time through the admin API's settings,
+/// except the state directory, the port and the token lifetime.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
@@ -56,17 +63,41 @@ pub struct Config {
     pub token_lifetime: Duration,
     /// How long long-running operations take.
     pub operation_duration: Duration,
+    /// How long-running operations are answered: `Azure-AsyncOperation`, `Location`,
+    /// `provisioningState` only, or the three in rotation.
+    pub lro_shape: LroShape,
+    /// How long a new vault stays `RegisteringDns` (its data plane unreachable) before it is
+    /// `Succeeded`. Zero: a vault is `Succeeded` as soon as it is created.
+    pub vault_provisioning: Duration,
 }
 
 impl Config {
+    /// In-process defaults: operations take 500 ms and answer with `Azure-AsyncOperation`, vaults
+    /// are ready at once. Nothing here slows a test down.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Config {
             state_dir: state_dir.into(),
             port: 0,
             token_lifetime: Duration::from_secs(3599),
             operation_duration: Duration::from_millis(500),
+            lro_shape: LroShape::AzureAsyncOperation,
+            vault_provisioning: Duration::ZERO,
         }
     }
+
+    /// The defaults of `kmsflow local serve`: as [`Config::new`], but behaving more like Azure —
+    /// long-running operations rotate through every ARM shape, and a new vault answers on its
+    /// data plane only after [`Config::REALISTIC_VAULT_PROVISIONING`].
+    pub fn realistic(state_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            lro_shape: LroShape::Rotate,
+            vault_provisioning: Self::REALISTIC_VAULT_PROVISIONING,
+            ..Config::new(state_dir)
+        }
+    }
+
+    /// How long [`Config::realistic`] keeps a new vault `RegisteringDns`.
+    pub const REALISTIC_VAULT_PROVISIONING: Duration = Duration::from_secs(5);
 }
 
 /// The cloud environment the local cloud publishes: what distinguishes it from AzureCloud.
@@ -177,6 +208,8 @@ impl LocalCloud {
             ca_pem: tls.ca_pem.clone(),
             token_lifetime: config.token_lifetime,
             operation_duration: RwLock::new(config.operation_duration),
+            lro_shape: RwLock::new(config.lro_shape),
+            vault_provisioning: RwLock::new(config.vault_provisioning),
             faults: faults::Faults::default(),
             dek_caches: std::sync::Mutex::new(std::collections::HashMap::new()),
         });

@@ -31,6 +31,23 @@ impl reqwest::dns::Resolve for Loopback {
     }
 }
 
+/// The api-version a request on `path` carries: the one kmsflow's host uses for that type (the
+/// local cloud checks api-versions per resource type, as ARM does).
+pub fn api_version_for(path: &str) -> &'static str {
+    let p = path.to_ascii_lowercase();
+    if p.contains("/microsoft.authorization/") {
+        "2022-04-01"
+    } else if p.contains("/microsoft.containerservice/") {
+        "2026-01-01"
+    } else if p.contains("/microsoft.keyvault/") {
+        "2025-05-01"
+    } else if p.contains("/microsoft.managedidentity/") {
+        "2023-01-31"
+    } else {
+        "2021-04-01"
+    }
+}
+
 pub fn http_client(profile: &CloudProfile) -> reqwest::Client {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(profile.ca_pem.as_bytes()).unwrap())
@@ -118,11 +135,16 @@ impl Cloud {
 
     pub async fn arm_with(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let sep = if path.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{}{sep}api-version=2025-05-01",
-            self.profile.resource_manager.trim_end_matches('/'),
-            path
-        );
+        let url = if path.contains("api-version=") {
+            format!("{}{}", self.profile.resource_manager.trim_end_matches('/'), path)
+        } else {
+            format!(
+                "{}{}{sep}api-version={}",
+                self.profile.resource_manager.trim_end_matches('/'),
+                path,
+                api_version_for(path)
+            )
+        };
         let mut req = self.http.request(method, url).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
@@ -337,6 +359,7 @@ pub fn cluster_body(identity: Option<&str>, version: &str, vnet: bool, kms: Opti
     let mut body = serde_json::json!({
         "location": "westeurope",
         "properties": {"kubernetesVersion": version, "dnsPrefix": "aks",
+            "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_D2s_v3", "mode": "System", "osType": "Linux"}],
             "apiServerAccessProfile": {"enableVnetIntegration": vnet}},
     });
     body["identity"] = match identity {

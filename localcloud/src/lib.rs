@@ -31,7 +31,6 @@ pub use error::LocalCloudError;
 pub use faults::FaultConfig;
 pub use state::{ARM_AUDIENCE, GRAPH_AUDIENCE, VAULT_AUDIENCE, VAULT_SUFFIX};
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -236,9 +235,7 @@ impl LocalCloud {
             .map_err(|e| LocalCloudError::io(dir.join(PROFILE_FILE), e))?;
 
         let rustls_config =
-            axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
-                .await
-                .map_err(|e| LocalCloudError::Tls(e.to_string()))?;
+            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls::server_config(&tls, state.clone())?));
         let app = app(state);
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(listener, rustls_config)
@@ -360,12 +357,7 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
             )
             .into_response()
         }
-        faults::Fault::Drop => {
-            let stream = futures_util::stream::once(async {
-                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected)"))
-            });
-            (StatusCode::OK, Body::from_stream(stream)).into_response()
-        }
+        faults::Fault::Drop => http::dropped_connection(),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         let h = response.headers_mut();

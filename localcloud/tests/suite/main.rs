@@ -9,3 +9,7 @@ mod entra_and_arm;
 mod faults_and_log;
 mod keyvault;
 mod kubectl;
+mod lro_shapes;
+mod operation_faults;
+mod strictness;
+mod vault_provisioning;

@@ -155,6 +155,54 @@ impl Cloud {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// An ARM request with extra headers; returns status, headers and the JSON body (`Null` when
+    /// there is none). `path` may carry its own `api-version`.
+    pub async fn arm_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let base = self.profile.resource_manager.trim_end_matches('/');
+        let url = if path.contains("api-version=") {
+            format!("{base}{path}")
+        } else {
+            format!("{base}{path}{sep}api-version={}", api_version_for(path))
+        };
+        self.get_or_send(method, &url, body, headers).await
+    }
+
+    /// A request with the operator's ARM token to a full URL (an operation URL the cloud handed out).
+    pub async fn get_or_send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, url).bearer_auth(&self.arm_token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Changes run-time settings through the admin API; returns every setting.
+    pub async fn settings(&self, settings: Value) -> Value {
+        let (status, body) = self.admin(Method::PUT, "/_admin/settings", Some(settings)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
     /// A Key Vault data-plane request on `vault` with the operator's vault token.
     pub async fn kv(&self, method: Method, vault: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         self.kv_with(Some(&self.kv_token), method, vault, path, body).await.0

@@ -173,7 +173,8 @@ async fn the_hosts_api_versions_are_served() {
 async fn a_cluster_put_needs_a_dns_prefix_and_a_system_agent_pool() {
     let c = cloud().await;
     let id = c.cluster_id("aks1");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "no dnsPrefix",
             Box::new(|b: &mut Value| {

@@ -42,7 +42,10 @@ pub fn router() -> Router<Shared> {
     Router::new()
         .route("/_admin/requests", get(requests))
         .route("/_admin/faults", put(set_faults).get(get_faults))
-        .route("/_admin/settings", put(settings))
+        .route("/_admin/settings", put(settings).get(get_settings))
+        .route("/_admin/operations/hang", put(hang_operations))
+        .route("/_admin/operations/fail-next", put(fail_next_operation))
+        .route("/_admin/operations/faults", get(operation_faults))
         .route("/_admin/subscriptions", post(add_subscription))
         .route("/_admin/keys/{vault}", get(key_list))
         .route("/_admin/keys/{vault}/{name}/{version}/private", get(private_key))
@@ -90,14 +93,29 @@ async fn get_faults(State(state): State<Shared>, headers: HeaderMap) -> Response
     json(StatusCode::OK, j!(state.faults.get()))
 }
 
+/// Run-time settings; each field left out keeps its value.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
     operation_duration_ms: Option<u64>,
     /// The RBAC propagation delay; applies at once to every assignment, old and new.
     rbac_propagation_ms: Option<u64>,
+    /// `azure-async-operation`, `location`, `provisioning-state` or `rotate`.
+    lro_shape: Option<crate::arm::lro::LroShape>,
+    vault_provisioning_ms: Option<u64>,
 }
 
+fn current_settings(state: &Shared) -> serde_json::Value {
+    j!({
+        "operation_duration_ms": state.operation_duration().as_millis() as u64,
+        "lro_shape": state.lro_shape(),
+        "vault_provisioning_ms": state.vault_provisioning().as_millis() as u64,
+        "rbac_propagation_ms": state.rbac_propagation().as_millis() as u64,
+    })
+}
+
+/// `PUT /_admin/settings`: changes the operation duration, the LRO shape, the vault
+/// provisioning delay and the RBAC propagation delay at run time; answers with every setting.
 async fn settings(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(r) = check(&state, &headers) {
         return r;
@@ -110,15 +128,92 @@ async fn settings(State(state): State<Shared>, headers: HeaderMap, body: Bytes) 
             if let (Some(ms), Ok(mut d)) = (s.rbac_propagation_ms, state.rbac_propagation.write()) {
                 *d = Duration::from_millis(ms);
             }
-            json(
-                StatusCode::OK,
-                j!({
-                    "operation_duration_ms": state.operation_duration().as_millis() as u64,
-                    "rbac_propagation_ms": state.rbac_propagation().as_millis() as u64,
-                }),
-            )
+            if let (Some(shape), Ok(mut d)) = (s.lro_shape, state.lro_shape.write()) {
+                *d = shape;
+            }
+            if let (Some(ms), Ok(mut d)) = (s.vault_provisioning_ms, state.vault_provisioning.write()) {
+                *d = Duration::from_millis(ms);
+            }
+            json(StatusCode::OK, current_settings(&state))
         }
         Err(e) => ArmError::bad_request("InvalidSettings", e.to_string()).into_response(),
+    }
+}
+
+async fn get_settings(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    json(StatusCode::OK, current_settings(&state))
+}
+
+/// `{"resource": ID, "hang_s": 300}` (or `hang_ms`): operations on the resource stay in their
+/// non-terminal state (`Updating`, `Creating`, `RegisteringDns`) for that long from now; zero
+/// clears the hang.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hang {
+    resource: String,
+    hang_s: Option<u64>,
+    hang_ms: Option<u64>,
+}
+
+async fn hang_operations(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let hang: Hang = match serde_json::from_slice(&body) {
+        Ok(h) => h,
+        Err(e) => return ArmError::bad_request("InvalidFault", e.to_string()).into_response(),
+    };
+    let duration = Duration::from_secs(hang.hang_s.unwrap_or(0)) + Duration::from_millis(hang.hang_ms.unwrap_or(0));
+    match crate::arm::lro::hang(&state, &hang.resource, duration) {
+        Ok(doc) => json(StatusCode::OK, j!({"resource": hang.resource, "faults": doc})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `{"resource": ID, "status": "Failed"|"Canceled", "code": ..., "message": ...}`: the next
+/// operation started on the resource ends so, with that ARM error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailNext {
+    resource: String,
+    status: String,
+    code: String,
+    message: String,
+}
+
+async fn fail_next_operation(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    let fail: FailNext = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return ArmError::bad_request("InvalidFault", e.to_string()).into_response(),
+    };
+    let ending = crate::arm::lro::Ending {
+        status: fail.status,
+        code: fail.code,
+        message: fail.message,
+    };
+    match crate::arm::lro::fail_next(&state, &fail.resource, &ending) {
+        Ok(doc) => json(StatusCode::OK, j!({"resource": fail.resource, "faults": doc})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Every armed operation fault, by (lowercased) resource id.
+async fn operation_faults(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    match state.db.operation_faults() {
+        Ok(list) => json(
+            StatusCode::OK,
+            j!({"value": list.into_iter().map(|(resource, faults)| j!({"resource": resource, "faults": faults})).collect::<Vec<_>>()}),
+        ),
+        Err(e) => ArmError::internal(e).into_response(),
     }
 }
 

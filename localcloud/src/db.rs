@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS keys (
     vault TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL, private_der BLOB, PRIMARY KEY (vault, name, version));
 CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS operation_faults (resource TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS etcd (
     cluster TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
     create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, PRIMARY KEY (cluster, key));
@@ -359,6 +360,45 @@ impl Db {
                 params![id, doc.to_string()],
             )
             .map(drop)
+    }
+
+    /// The operation faults armed for `resource` (lowercased id), if any.
+    pub fn operation_fault(&self, resource: &str) -> DbResult<Option<Value>> {
+        let doc: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT doc FROM operation_faults WHERE resource = ?1",
+                [resource.to_ascii_lowercase()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        doc.map(parse).transpose()
+    }
+
+    /// Stores (or, with `None`, removes) the operation faults of `resource`.
+    pub fn set_operation_fault(&self, resource: &str, doc: Option<&Value>) -> DbResult<()> {
+        let id = resource.to_ascii_lowercase();
+        let conn = self.conn();
+        match doc {
+            Some(doc) => conn.execute(
+                "INSERT INTO operation_faults (resource, doc) VALUES (?1, ?2) ON CONFLICT(resource) DO UPDATE SET doc = ?2",
+                params![id, doc.to_string()],
+            ),
+            None => conn.execute("DELETE FROM operation_faults WHERE resource = ?1", [id]),
+        }
+        .map(drop)
+    }
+
+    /// Every armed operation fault, as `(resource, doc)`.
+    pub fn operation_faults(&self) -> DbResult<Vec<(String, Value)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT resource, doc FROM operation_faults ORDER BY resource")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (id, doc) = r?;
+            Ok((id, parse(doc)?))
+        })
+        .collect()
     }
 
     pub fn log_request(&self, r: &RequestRecord) -> DbResult<()> {

@@ -71,6 +71,16 @@ pub fn json(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A response whose connection breaks right after the status line and headers: what a client
+/// sees as a dropped connection (the `drop` fault, and a request for a host that does not exist
+/// yet).
+pub fn dropped_connection() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
+    });
+    (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response()
+}
+
 /// A fresh request or object id (a GUID).
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()

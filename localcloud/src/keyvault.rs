@@ -138,15 +138,25 @@ pub fn vault_of_host(host: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The vault's document, or 404.
+/// The vault's document, or 404; also 404 while the vault is `RegisteringDns` (for in-cloud
+/// callers such as AKS and the API servers' KMS plugin, whose lookup of the name fails as any
+/// client's does).
 fn vault_doc(state: &Shared, vault: &str) -> Result<Value, KvError> {
-    arm::vaults::by_name(state, vault)?.ok_or_else(|| {
+    let doc = arm::vaults::by_name(state, vault)?.ok_or_else(|| {
         KvError::new(
             StatusCode::NOT_FOUND,
             "VaultNotFound",
             format!("Vault '{vault}' does not exist."),
         )
-    })
+    })?;
+    if doc["properties"]["provisioningState"] == "RegisteringDns" {
+        return Err(KvError::new(
+            StatusCode::NOT_FOUND,
+            "VaultNotFound",
+            format!("The host name of vault '{vault}' does not resolve yet: the vault is still RegisteringDns."),
+        ));
+    }
+    Ok(doc)
 }
 
 /// Network, tenant and permission checks for `permission` on `vault`.
@@ -498,6 +508,11 @@ pub async fn handle(
         )
         .into_response();
     };
+    // A vault still `RegisteringDns` has no DNS name yet: the TLS handshake for its host is
+    // refused (`tls::VaultDns`); a request that arrives anyway (no SNI) loses its connection too.
+    if arm::vaults::dns_registered(&state, &vault).ok().flatten() == Some(false) {
+        return crate::http::dropped_connection();
+    }
     let caller = match authenticate(&state, &headers, VAULT_AUDIENCE) {
         Ok(c) => c,
         Err(failure) => {

@@ -27,12 +27,12 @@ mod state;
 mod tls;
 
 pub use admin::ADMIN_HEADER;
+pub use arm::lro::{Ending, LroShape, UnknownLroShape};
 pub use db::RequestRecord;
 pub use error::LocalCloudError;
 pub use faults::FaultConfig;
 pub use state::{ARM_AUDIENCE, GRAPH_AUDIENCE, VAULT_AUDIENCE, VAULT_SUFFIX};
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -49,6 +49,12 @@ use std::time::Duration;
 use tower_service::Service as _;
 
 /// How to start a local cloud.
+///
+/// Two starting points: [`Config::new`] (in-process use and tests: no added delay, every
+/// operation answered with `Azure-AsyncOperation`) and [`Config::realistic`] (what
+/// `kmsflow local serve` starts from: LRO shapes rotated, vaults provisioned after a few
+/// seconds). Every field can also be changed at run time through the admin API's settings,
+/// except the state directory, the port and the token lifetime.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
@@ -65,9 +71,17 @@ pub struct Config {
     /// [`Config::new`]) makes assignments effective at once. The admin API can change it at run
     /// time (`PUT /_admin/settings {"rbac_propagation_ms": N}`).
     pub rbac_propagation: Duration,
+    /// How long-running operations are answered: `Azure-AsyncOperation`, `Location`,
+    /// `provisioningState` only, or the three in rotation.
+    pub lro_shape: LroShape,
+    /// How long a new vault stays `RegisteringDns` (its data plane unreachable) before it is
+    /// `Succeeded`. Zero: a vault is `Succeeded` as soon as it is created.
+    pub vault_provisioning: Duration,
 }
 
 impl Config {
+    /// In-process defaults: operations take 500 ms and answer with `Azure-AsyncOperation`, vaults
+    /// are ready at once. Nothing here slows a test down.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Config {
             state_dir: state_dir.into(),
@@ -75,8 +89,28 @@ impl Config {
             token_lifetime: Duration::from_secs(3599),
             operation_duration: Duration::from_millis(500),
             rbac_propagation: Duration::ZERO,
+            lro_shape: LroShape::AzureAsyncOperation,
+            vault_provisioning: Duration::ZERO,
         }
     }
+
+    /// The defaults of `kmsflow local serve`: as [`Config::new`], but behaving more like Azure —
+    /// long-running operations rotate through every ARM shape, and a new vault answers on its
+    /// data plane only after [`Config::REALISTIC_VAULT_PROVISIONING`].
+    pub fn realistic(state_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            lro_shape: LroShape::Rotate,
+            vault_provisioning: Self::REALISTIC_VAULT_PROVISIONING,
+            rbac_propagation: Self::REALISTIC_RBAC_PROPAGATION,
+            ..Config::new(state_dir)
+        }
+    }
+
+    /// How long after their creation [`Config::realistic`] makes role assignments take effect.
+    pub const REALISTIC_RBAC_PROPAGATION: Duration = Duration::from_secs(5);
+
+    /// How long [`Config::realistic`] keeps a new vault `RegisteringDns`.
+    pub const REALISTIC_VAULT_PROVISIONING: Duration = Duration::from_secs(5);
 }
 
 /// The cloud environment the local cloud publishes: what distinguishes it from AzureCloud.
@@ -188,6 +222,8 @@ impl LocalCloud {
             token_lifetime: config.token_lifetime,
             operation_duration: RwLock::new(config.operation_duration),
             rbac_propagation: RwLock::new(config.rbac_propagation),
+            lro_shape: RwLock::new(config.lro_shape),
+            vault_provisioning: RwLock::new(config.vault_provisioning),
             faults: faults::Faults::default(),
             dek_caches: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
@@ -214,9 +250,7 @@ impl LocalCloud {
             .map_err(|e| LocalCloudError::io(dir.join(PROFILE_FILE), e))?;
 
         let rustls_config =
-            axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
-                .await
-                .map_err(|e| LocalCloudError::Tls(e.to_string()))?;
+            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls::server_config(&tls, state.clone())?));
         let app = app(state);
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(listener, rustls_config)
@@ -338,12 +372,7 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
             )
             .into_response()
         }
-        faults::Fault::Drop => {
-            let stream = futures_util::stream::once(async {
-                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped (injected)"))
-            });
-            (StatusCode::OK, Body::from_stream(stream)).into_response()
-        }
+        faults::Fault::Drop => http::dropped_connection(),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         let h = response.headers_mut();

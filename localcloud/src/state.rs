@@ -26,6 +26,10 @@ pub struct AppState {
     pub operation_duration: RwLock<Duration>,
     /// How long a role assignment (or its deletion) takes to take effect; see `directory.rs`.
     pub rbac_propagation: RwLock<Duration>,
+    /// How long-running operations are answered (see [`crate::arm::lro`]).
+    pub lro_shape: RwLock<crate::arm::lro::LroShape>,
+    /// How long a new vault stays `RegisteringDns` before its data plane answers.
+    pub vault_provisioning: RwLock<Duration>,
     pub faults: Faults,
     /// Each cluster API server's in-memory data-key cache, by lowercased cluster id.
     pub dek_caches: std::sync::Mutex<std::collections::HashMap<String, crate::k8s::kms::DekCache>>,
@@ -55,5 +59,13 @@ impl AppState {
     /// The current RBAC propagation delay (the `Config` value, or the admin API's last setting).
     pub fn rbac_propagation(&self) -> Duration {
         self.rbac_propagation.read().map(|d| *d).unwrap_or_default()
+    }
+
+    pub fn lro_shape(&self) -> crate::arm::lro::LroShape {
+        self.lro_shape.read().map(|d| *d).unwrap_or_default()
+    }
+
+    pub fn vault_provisioning(&self) -> Duration {
+        self.vault_provisioning.read().map(|d| *d).unwrap_or_default()
     }
 }

@@ -66,3 +66,55 @@ fn generate() -> Result<TlsMaterial, LocalCloudError> {
         key_pem: key.serialize_pem(),
     })
 }
+
+/// Serves the one server certificate to every client, except one that names (by SNI) the host
+/// of a vault that is still `RegisteringDns`: for it there is no certificate, so the handshake
+/// fails and the client sees a connection-level error before any HTTP exchange — as an Azure
+/// client does for a vault whose DNS name does not resolve yet (see
+/// `arm::vaults::dns_registered`).
+pub struct VaultDns {
+    key: std::sync::Arc<rustls::sign::CertifiedKey>,
+    state: crate::state::Shared,
+}
+
+impl std::fmt::Debug for VaultDns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultDns").finish_non_exhaustive()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for VaultDns {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        if let Some(vault) = hello.server_name().and_then(crate::keyvault::vault_of_host) {
+            if crate::arm::vaults::dns_registered(&self.state, &vault).ok().flatten() == Some(false) {
+                return None;
+            }
+        }
+        Some(self.key.clone())
+    }
+}
+
+/// The server's TLS configuration: the material's certificate through [`VaultDns`], with the
+/// ALPN protocols axum-server offers by default (`h2`, `http/1.1`).
+pub fn server_config(
+    material: &TlsMaterial,
+    state: crate::state::Shared,
+) -> Result<rustls::ServerConfig, LocalCloudError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = |e: String| LocalCloudError::Tls(e);
+    let certs = CertificateDer::pem_slice_iter(material.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes()).map_err(|e| tls(e.to_string()))?;
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(|e| tls(e.to_string()))?;
+    let resolver = VaultDns {
+        key: std::sync::Arc::new(rustls::sign::CertifiedKey::new(certs, signing)),
+        state,
+    };
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -56,6 +56,38 @@ pub enum LocalCommand {
         /// AKS's KMS check fails. `0s` makes assignments effective at once.
         #[arg(long, default_value = "5s")]
         rbac_propagation: humantime::Duration,
+        /// How long-running operations are answered: azure-async-operation, location (202 +
+        /// Location), provisioning-state (poll the resource), or rotate (the three in turn).
+        #[arg(long, default_value = "rotate")]
+        lro_shape: kmsflow_localcloud::LroShape,
+        /// How long a new key vault stays `RegisteringDns`, its data-plane host unreachable.
+        #[arg(long, default_value = "5s")]
+        vault_provisioning: humantime::Duration,
+    },
+    /// Make operations on a resource hang in their non-terminal state (`Updating`, …) for a while;
+    /// `--for 0s` clears the hang.
+    Hang {
+        #[command(flatten)]
+        state: StateArg,
+        /// The resource's full id.
+        #[arg(long)]
+        resource: String,
+        #[arg(long = "for")]
+        duration: humantime::Duration,
+    },
+    /// Make the next operation on a resource end `Failed` or `Canceled` with an ARM error.
+    FailNext {
+        #[command(flatten)]
+        state: StateArg,
+        /// The resource's full id.
+        #[arg(long)]
+        resource: String,
+        #[arg(long, default_value = "Failed", value_parser = ["Failed", "Canceled"])]
+        status: String,
+        #[arg(long, default_value = "InternalOperationError")]
+        code: String,
+        #[arg(long, default_value = "The operation failed (injected by the local cloud).")]
+        message: String,
     },
     /// Create a cluster in `Succeeded` state (the procedure's "existing cluster").
     SeedCluster {
@@ -278,12 +310,51 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             port,
             operation_duration,
             rbac_propagation,
+            lro_shape,
+            vault_provisioning,
         } => {
-            let mut config = Config::new(state.dir()?);
+            let mut config = Config::realistic(state.dir()?);
             config.port = port;
             config.operation_duration = operation_duration.into();
+            config.lro_shape = lro_shape;
+            config.vault_provisioning = vault_provisioning.into();
             config.rbac_propagation = rbac_propagation.into();
             serve(config, output).await
+        }
+        LocalCommand::Hang {
+            state,
+            resource,
+            duration,
+        } => {
+            let ms = Duration::from(duration).as_millis() as u64;
+            let body = json!({"resource": resource, "hang_ms": ms});
+            let doc = admin(
+                &state.dir()?,
+                reqwest::Method::PUT,
+                "/_admin/operations/hang",
+                Some(body),
+            )
+            .await?;
+            print_value(output, &doc, |d| format!("{}: {}\n", resource, d["faults"]));
+            Ok(0)
+        }
+        LocalCommand::FailNext {
+            state,
+            resource,
+            status,
+            code,
+            message,
+        } => {
+            let body = json!({"resource": resource, "status": status, "code": code, "message": message});
+            let doc = admin(
+                &state.dir()?,
+                reqwest::Method::PUT,
+                "/_admin/operations/fail-next",
+                Some(body),
+            )
+            .await?;
+            print_value(output, &doc, |d| format!("{}: {}\n", resource, d["faults"]));
+            Ok(0)
         }
         LocalCommand::SeedCluster {
             state,
@@ -461,6 +532,12 @@ fn print_value(output: Output, doc: &Value, text: impl FnOnce(&Value) -> String)
 async fn serve(config: Config, output: Output) -> anyhow::Result<u8> {
     let dir = config.state_dir.clone();
     let rbac_propagation = config.rbac_propagation;
+    let realism = format!(
+        "operations {} answered {}, vaults provisioned in {}",
+        humantime::format_duration(config.operation_duration),
+        config.lro_shape,
+        humantime::format_duration(config.vault_provisioning)
+    );
     let cloud = LocalCloud::start(config)
         .await
         .with_context(|| format!("cannot start the local cloud in {}", dir.display()))?;
@@ -473,6 +550,7 @@ async fn serve(config: Config, output: Output) -> anyhow::Result<u8> {
                 "default_subscription": p.default_subscription, "ca_path": p.ca_path,
                 "profile_path": dir.join(kmsflow_localcloud::PROFILE_FILE), "port": cloud.port(),
                 "rbac_propagation_ms": rbac_propagation.as_millis() as u64,
+                "realism": realism,
             });
             println!("{doc}");
         }
@@ -495,6 +573,7 @@ async fn serve(config: Config, output: Output) -> anyhow::Result<u8> {
             );
             println!("  CA certificate     {}", p.ca_path.display());
             println!("  RBAC propagation   {}", humantime::format_duration(rbac_propagation));
+            println!("  realism            {realism}");
         }
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

@@ -3,14 +3,27 @@
 //! long-running operations, and the AKS rules of the KMS feature (azure-reference.md §1, §7).
 //!
 //! Operations complete lazily: every access first settles operations whose time has come, so
-//! nothing runs in the background and a restart of the local cloud loses nothing.
+//! nothing runs in the background and a restart of the local cloud loses nothing. They are
+//! answered in the configured ARM shape and obey the operation faults (see [`super::lro`]).
+//!
+//! Strictness, as AKS:
+//! - `If-Match` is compared byte for byte with the `eTag` of the stored document (the body's
+//!   `eTag`, which is what a client sends back, reference §1.10); `*` matches any existing
+//!   cluster. A quoted copy of an unquoted `eTag` is a different value and gets 412. No `ETag`
+//!   header is sent: the body's `eTag` is the only one, so there is no second spelling to confuse.
+//! - A PUT is validated as AKS validates it: `location`; `dnsPrefix` or `fqdnSubdomain` (one of
+//!   them, immutable after creation); at least one agent pool, each with `name`, `count`,
+//!   `vmSize` and `mode`, at least one of them `System`. On an update an omitted `dnsPrefix` or
+//!   `agentPoolProfiles` keeps the stored ones. Read-only fields in the body are ignored.
+//! - An empty or missing `kubernetesVersion` means [`DEFAULT_KUBERNETES_VERSION`] on create and
+//!   the current version on update.
 
+use super::lro;
 use super::{location_of, method_not_allowed, tracked, Req, Scope};
 use crate::http::{json, new_guid, now_ms, now_rfc3339, ArmError, ArmResult};
 use crate::keyvault::{self, KvCaller, Origin};
 use crate::state::{Shared, VAULT_SUFFIX};
 use axum::http::{HeaderValue, Method, StatusCode};
-use axum::response::Response;
 use base64::Engine;
 use serde_json::{json as j, Value};
 
@@ -29,6 +42,10 @@ pub const VERSIONS: &[(u32, u32)] = &[
     (32, 4),
     (33, 1),
 ];
+
+/// The version a cluster created without `kubernetesVersion` (or with `""`) gets: this cloud's
+/// default, a GA minor below the newest as AKS's default is.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.30";
 
 /// Whether `state` is terminal.
 fn terminal(state: &str) -> bool {
@@ -83,16 +100,10 @@ pub fn settle(state: &Shared, id: &str) -> Result<Option<Value>, ArmError> {
     let Some(mut op) = state.db.operation(&op_id)? else {
         return Ok(Some(doc));
     };
-    if op["status"] != "InProgress" || op["completesAtMs"].as_i64().unwrap_or(0) > now_ms() {
+    if !lro::is_due(state, &op)? {
         return Ok(Some(doc));
     }
-    let failure = op.get("failWith").cloned().filter(|f| f.is_object());
-    let outcome = if failure.is_some() { "Failed" } else { "Succeeded" };
-    op["status"] = j!(outcome);
-    op["endTime"] = j!(now_rfc3339());
-    if let Some(error) = failure {
-        op["error"] = error;
-    }
+    let outcome = lro::finish(&mut op);
     let p = &mut doc["properties"];
     p["provisioningState"] = j!(outcome);
     if outcome == "Succeeded" {
@@ -101,8 +112,12 @@ pub fn settle(state: &Shared, id: &str) -> Result<Option<Value>, ArmError> {
         if let Some(pools) = p["agentPoolProfiles"].as_array_mut() {
             for pool in pools {
                 pool["currentOrchestratorVersion"] = resolve_patch(&pool["orchestratorVersion"]);
-                pool["provisioningState"] = j!("Succeeded");
             }
+        }
+    }
+    if let Some(pools) = p["agentPoolProfiles"].as_array_mut() {
+        for pool in pools {
+            pool["provisioningState"] = j!(outcome);
         }
     }
     if let Some(obj) = p.as_object_mut() {
@@ -129,11 +144,19 @@ fn resolve_patch(version: &Value) -> Value {
         .unwrap_or_else(|| version.clone())
 }
 
-fn operation_url(state: &Shared, sub: &str, location: &str, op_id: &str, kind: &str) -> String {
-    format!("{}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}/{kind}/{op_id}?api-version=2025-10-01", state.base_url())
+/// The operation's status URL (`operations/{id}`, with the api-version of the request that
+/// started it) or result URL (`operationresults/{id}`, with AKS's `2017-08-31`), reference §1.2.
+fn operation_url(state: &Shared, sub: &str, location: &str, op_id: &str, kind: &str, api_version: &str) -> String {
+    let version = if kind == "operationresults" {
+        super::api_versions::AKS_OPERATION_RESULTS
+    } else {
+        api_version
+    };
+    format!("{}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}/{kind}/{op_id}?api-version={version}", state.base_url())
 }
 
-/// GET of an operation's status (`operations/{id}`) or result (`operationresults/{id}`).
+/// GET of an operation's status (`operations/{id}`) or result (`operationresults/{id}`), after
+/// settling the operation's cluster.
 pub fn operation(state: &Shared, req: &Req, kind: &str, op_id: &str) -> ArmResult {
     if req.method != Method::GET {
         return Err(method_not_allowed(req));
@@ -152,34 +175,15 @@ pub fn operation(state: &Shared, req: &Req, kind: &str, op_id: &str) -> ArmResul
         }
         None => op,
     };
-    let done = op["status"] != "InProgress";
+    let sub = req.segs.get(1).map(String::as_str).unwrap_or_default();
+    let location = req.segs.get(5).map(String::as_str).unwrap_or_default();
     if kind == "operationresults" {
-        return Ok(json(
-            if done {
-                StatusCode::NO_CONTENT
-            } else {
-                StatusCode::ACCEPTED
-            },
-            j!(null),
-        ));
+        let self_url = operation_url(state, sub, location, op_id, kind, "");
+        return Ok(lro::result_answer(state, &op, &self_url));
     }
-    let mut body = j!({"name": op_id, "status": op["status"], "startTime": op["startTime"]});
-    for k in ["endTime", "error"] {
-        if !op[k].is_null() {
-            body[k] = op[k].clone();
-        }
-    }
-    let mut response = json(StatusCode::OK, body);
-    if !done {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from(retry_after(state)));
-    }
-    Ok(response)
-}
-
-fn retry_after(state: &Shared) -> u64 {
-    state.operation_duration().as_secs().clamp(1, 600)
+    let id_path =
+        format!("/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}/operations/{op_id}");
+    Ok(lro::status_document(state, &op, &id_path, op_id))
 }
 
 fn in_progress(current: &str) -> ArmError {
@@ -208,9 +212,17 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
         rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
         &req.method,
     ) {
-        ([], &Method::GET) => existing
-            .map(|d| with_etag(json(StatusCode::OK, public(&d)), &d))
-            .ok_or_else(not_found),
+        ([], &Method::GET) => {
+            let doc = existing.ok_or_else(not_found)?;
+            let mut response = json(StatusCode::OK, public(&doc));
+            if !terminal(doc["properties"]["provisioningState"].as_str().unwrap_or("Succeeded")) {
+                // The provisioning-state shape polls here; it gets the same pacing as the others.
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(lro::retry_after(state)));
+            }
+            Ok(response)
+        }
         ([], &Method::PUT) => put(state, req, scope, name, &id, existing).await,
         ([], &Method::PATCH) => {
             let mut doc = existing.ok_or_else(not_found)?;
@@ -220,7 +232,7 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
             }
             doc["eTag"] = j!(new_guid());
             state.db.put_resource(&id, STORE_TYPE, name, &doc)?;
-            Ok(with_etag(json(StatusCode::OK, public(&doc)), &doc))
+            Ok(json(StatusCode::OK, public(&doc)))
         }
         (["listclusteradmincredential"], &Method::POST) => {
             let doc = existing.ok_or_else(not_found)?;
@@ -256,13 +268,6 @@ fn public(doc: &Value) -> Value {
     d
 }
 
-fn with_etag(mut response: Response, doc: &Value) -> Response {
-    if let Some(Ok(v)) = doc["eTag"].as_str().map(|e| HeaderValue::from_str(&format!("\"{e}\""))) {
-        response.headers_mut().insert("etag", v);
-    }
-    response
-}
-
 /// A kubeconfig for the cluster's API server, base64 as `CredentialResults` carries it.
 fn kubeconfig(state: &Shared, doc: &Value) -> String {
     let name = doc["name"].as_str().unwrap_or_default();
@@ -292,17 +297,17 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
             return Err(in_progress(current));
         }
     }
+    // Literal comparison (no unquoting): the eTag must come back exactly as the body carried it.
     let if_match = req
         .headers
         .get("if-match")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim_matches('"').to_string());
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let if_none_match = req.headers.get("if-none-match").and_then(|v| v.to_str().ok());
-    match (&existing, if_match, if_none_match) {
+    match (&existing, if_match.as_deref(), if_none_match) {
         (Some(_), _, Some("*")) => return Err(precondition("The cluster already exists (If-None-Match: *).")),
-        (Some(doc), Some(tag), _) if tag != "*" && doc["eTag"].as_str() != Some(tag.as_str()) => {
+        (Some(doc), Some(tag), _) if tag != "*" && doc["eTag"].as_str() != Some(tag) => {
             return Err(precondition(
-                "The eTag in If-Match does not match the cluster's current eTag; GET it again.",
+                "The If-Match value does not equal the cluster's current eTag byte for byte; GET the cluster again and send its eTag exactly as returned.",
             ))
         }
         (None, Some(_), _) => return Err(precondition("If-Match was given but the cluster does not exist.")),
@@ -321,15 +326,20 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
     let body = req.json()?;
     let location = location_of(&body)?;
     let p = &body["properties"];
-    let version = p["kubernetesVersion"].as_str().map(str::to_string).or_else(|| {
-        existing
-            .as_ref()
-            .and_then(|d| d["properties"]["kubernetesVersion"].as_str().map(str::to_string))
-    });
-    let version = version.unwrap_or_else(|| "1.30".into());
+    let old_props = existing.as_ref().map(|d| &d["properties"]);
+    let dns = dns_names(p, old_props)?;
+    let version = match (p["kubernetesVersion"].as_str().filter(|v| !v.is_empty()), old_props) {
+        (Some(v), _) => v.to_string(),
+        (None, Some(old)) => old["kubernetesVersion"]
+            .as_str()
+            .unwrap_or(DEFAULT_KUBERNETES_VERSION)
+            .to_string(),
+        (None, None) => DEFAULT_KUBERNETES_VERSION.to_string(),
+    };
     let (minor, _) = parse_version(&version).ok_or_else(|| {
         ArmError::bad_request("VersionNotSupported", format!("Version {version} is not supported in this region. Please use [az aks get-versions] command to get the supported version list in this region."))
     })?;
+    let pools = agent_pools(p, old_props, &version)?;
     let identity = identity_of(state, &body)?;
     if let Some(old) = &existing {
         let current = old["properties"]["currentKubernetesVersion"].as_str().unwrap_or("1.30");
@@ -366,19 +376,33 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
 
     let op_id = new_guid();
     let creating = existing.is_none();
+    let in_flight = if creating { "Creating" } else { "Updating" };
     let mut properties = p.clone();
     if !properties.is_object() {
         properties = j!({});
     }
+    if let Some(obj) = properties.as_object_mut() {
+        for read_only in READ_ONLY_PROPERTIES {
+            obj.remove(*read_only);
+        }
+        obj.remove("dnsPrefix");
+        obj.remove("fqdnSubdomain");
+        for (k, v) in dns {
+            obj.insert(k.to_string(), j!(v));
+        }
+    }
     properties["kubernetesVersion"] = j!(version);
-    properties["provisioningState"] = j!(if creating { "Creating" } else { "Updating" });
+    properties["provisioningState"] = j!(in_flight);
     properties["powerState"] = j!({"code": "Running"});
     properties["currentKubernetesVersion"] = existing
         .as_ref()
         .map(|d| d["properties"]["currentKubernetesVersion"].clone())
         .unwrap_or_else(|| resolve_patch(&j!(version)));
-    if properties["agentPoolProfiles"].as_array().is_none_or(Vec::is_empty) {
-        properties["agentPoolProfiles"] = j!([{"name": "nodepool1", "count": 1, "vmSize": "Standard_D2s_v3", "mode": "System", "osType": "Linux", "orchestratorVersion": version}]);
+    properties["agentPoolProfiles"] = pools;
+    if let Some(pools) = properties["agentPoolProfiles"].as_array_mut() {
+        for pool in pools {
+            pool["provisioningState"] = j!(in_flight);
+        }
     }
     properties["servicePrincipalProfile"] = j!({"clientId": "msi"});
     properties["nodeResourceGroup"] = j!(format!("MC_{}_{name}_{location}", scope.rg_name));
@@ -402,29 +426,211 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
     doc["sku"] = body.get("sku").cloned().unwrap_or(j!({"name": "Base", "tier": "Free"}));
     doc["eTag"] = j!(new_guid());
 
+    let shape = lro::next_shape(state)?;
     let completes = now_ms() + state.operation_duration().as_millis() as i64;
-    let mut op = j!({"id": op_id, "status": "InProgress", "startTime": now_rfc3339(), "completesAtMs": completes, "resourceId": id});
-    if let Some(error) = fail_with {
-        op["failWith"] = error;
+    let mut op = j!({"id": op_id, "name": op_id, "status": "InProgress", "startTime": now_rfc3339(),
+        "completesAtMs": completes, "resourceId": id, "shape": shape.as_str()});
+    // An armed fault is consumed by this operation even when the KMS rotation already fails it.
+    let ending = lro::take_ending(state, id)?;
+    match (fail_with, ending) {
+        (Some(error), _) => op["failWith"] = error,
+        (None, Some(e)) => {
+            op["failWith"] = j!({"code": e.code, "message": e.message});
+            op["endStatus"] = j!(e.status);
+        }
+        (None, None) => {}
     }
     if kms["enabled"] == j!(true) && kms["keyVaultNetworkAccess"] == "Private" {
         approve_private_endpoint(state, kms, id)?;
     }
     state.db.put_operation(&op_id, &op)?;
     state.db.put_resource(id, STORE_TYPE, name, &doc)?;
-    let mut response = with_etag(
-        json(
-            if creating { StatusCode::CREATED } else { StatusCode::OK },
-            public(&doc),
-        ),
-        &doc,
-    );
-    let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&operation_url(state, scope.sub, &location, &op_id, "operations")) {
-        h.insert("azure-asyncoperation", v);
+    let api_version = req.query.get("api-version").map(String::as_str).unwrap_or_default();
+    Ok(lro::accepted(
+        state,
+        shape,
+        creating,
+        public(&doc),
+        &operation_url(state, scope.sub, &location, &op_id, "operations", api_version),
+        &operation_url(state, scope.sub, &location, &op_id, "operationresults", api_version),
+    ))
+}
+
+/// Properties a client cannot set: ignored when a PUT carries them (the GET document a
+/// read-modify-write sends back has them all), and the emulator's private fields.
+const READ_ONLY_PROPERTIES: &[&str] = &[
+    "provisioningState",
+    "powerState",
+    "currentKubernetesVersion",
+    "fqdn",
+    "azurePortalFQDN",
+    "privateFQDN",
+    "maxAgentPools",
+    "resourceUID",
+    "kmsflowOperation",
+    "kmsflowAdminToken",
+    "kmsflowPreviousKeyId",
+];
+
+/// Read-only fields of an agent pool profile.
+const READ_ONLY_POOL_FIELDS: &[&str] = &[
+    "provisioningState",
+    "powerState",
+    "currentOrchestratorVersion",
+    "nodeImageVersion",
+];
+
+fn invalid_parameter(message: impl Into<String>) -> ArmError {
+    ArmError::bad_request("InvalidParameter", message)
+}
+
+/// `dnsPrefix` / `fqdnSubdomain` of a PUT: exactly one on create (AKS requires one and refuses
+/// both); on update an omitted one keeps the stored one, and neither may change.
+fn dns_names(p: &Value, old: Option<&Value>) -> Result<Vec<(&'static str, String)>, ArmError> {
+    let given = |k: &str| p[k].as_str().filter(|v| !v.is_empty()).map(str::to_string);
+    let (prefix, sub) = (given("dnsPrefix"), given("fqdnSubdomain"));
+    if prefix.is_some() && sub.is_some() {
+        return Err(invalid_parameter(
+            "Only one of dnsPrefix and fqdnSubdomain can be specified.",
+        ));
     }
-    h.insert("retry-after", HeaderValue::from(retry_after(state)));
-    Ok(response)
+    let stored = |k: &str| old.and_then(|o| o[k].as_str()).filter(|v| !v.is_empty());
+    for (k, v) in [("dnsPrefix", &prefix), ("fqdnSubdomain", &sub)] {
+        if let (Some(new), Some(old)) = (v, stored(k)) {
+            if new != old {
+                return Err(ArmError::bad_request(
+                    "PropertyChangeNotAllowed",
+                    format!("Changing property '{k}' is not allowed."),
+                ));
+            }
+        }
+    }
+    let chosen = match (prefix, sub) {
+        (Some(v), None) => ("dnsPrefix", v),
+        (None, Some(v)) => ("fqdnSubdomain", v),
+        _ => match (stored("dnsPrefix"), stored("fqdnSubdomain")) {
+            (Some(v), _) => ("dnsPrefix", v.to_string()),
+            (None, Some(v)) => ("fqdnSubdomain", v.to_string()),
+            (None, None) => {
+                return Err(invalid_parameter(
+                    "Required parameter dnsPrefix or fqdnSubdomain is missing (null).",
+                ))
+            }
+        },
+    };
+    let v = &chosen.1;
+    let valid = (1..=54).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if !valid {
+        return Err(ArmError::bad_request(
+            "InvalidDnsPrefix",
+            format!("The {} '{v}' is invalid: 1-54 letters, digits and hyphens, starting and ending with a letter or digit.", chosen.0),
+        ));
+    }
+    Ok(vec![chosen])
+}
+
+/// The agent pools of a PUT, validated as AKS does, with read-only fields taken from the stored
+/// pool of the same name; an update without `agentPoolProfiles` keeps the stored pools.
+fn agent_pools(p: &Value, old: Option<&Value>, version: &str) -> Result<Value, ArmError> {
+    let stored: Vec<Value> = old
+        .and_then(|o| o["agentPoolProfiles"].as_array().cloned())
+        .unwrap_or_default();
+    let given = match p.get("agentPoolProfiles") {
+        None | Some(Value::Null) if !stored.is_empty() => return Ok(j!(stored)),
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(pools)) => pools.clone(),
+        Some(_) => return Err(invalid_parameter("agentPoolProfiles must be an array.")),
+    };
+    if given.is_empty() {
+        return Err(invalid_parameter(
+            "Required parameter agentPoolProfiles is missing (null): a managed cluster needs at least one agent pool.",
+        ));
+    }
+    let mut out = Vec::with_capacity(given.len());
+    let mut names = std::collections::HashSet::new();
+    for (i, pool) in given.into_iter().enumerate() {
+        let field = |k: &str| format!("agentPoolProfiles[{i}].{k}");
+        let name = pool["name"].as_str().unwrap_or_default().to_string();
+        if name.is_empty() {
+            return Err(invalid_parameter(format!(
+                "Required parameter {} is missing (null).",
+                field("name")
+            )));
+        }
+        let valid_name = name.len() <= 12
+            && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid_name {
+            return Err(ArmError::bad_request(
+                "InvalidAgentPoolName",
+                format!(
+                    "Agent pool name '{name}' is invalid: 1-12 lowercase letters and digits, starting with a letter."
+                ),
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(invalid_parameter(format!("Agent pool name '{name}' is used twice.")));
+        }
+        let count = pool["count"]
+            .as_i64()
+            .ok_or_else(|| invalid_parameter(format!("Required parameter {} is missing (null).", field("count"))))?;
+        if !(0..=1000).contains(&count) {
+            return Err(invalid_parameter(format!(
+                "{} must be between 0 and 1000.",
+                field("count")
+            )));
+        }
+        if pool["vmSize"].as_str().is_none_or(str::is_empty) {
+            return Err(invalid_parameter(format!(
+                "Required parameter {} is missing (null).",
+                field("vmSize")
+            )));
+        }
+        match pool["mode"].as_str() {
+            Some("System") if count < 1 => {
+                return Err(invalid_parameter(format!(
+                    "System agent pool '{name}' needs a count of at least 1."
+                )))
+            }
+            Some("System" | "User") => {}
+            Some(other) => {
+                return Err(invalid_parameter(format!(
+                    "{} '{other}' is invalid; use System or User.",
+                    field("mode")
+                )))
+            }
+            None => {
+                return Err(invalid_parameter(format!(
+                    "Required parameter {} is missing (null).",
+                    field("mode")
+                )))
+            }
+        }
+        let mut pool = pool;
+        let previous = stored.iter().find(|s| s["name"] == j!(name));
+        if let Some(obj) = pool.as_object_mut() {
+            for k in READ_ONLY_POOL_FIELDS {
+                obj.remove(*k);
+            }
+        }
+        if pool["orchestratorVersion"].as_str().is_none_or(str::is_empty) {
+            pool["orchestratorVersion"] = j!(version);
+        }
+        pool["currentOrchestratorVersion"] = previous
+            .map(|s| s["currentOrchestratorVersion"].clone())
+            .unwrap_or_else(|| resolve_patch(&pool["orchestratorVersion"]));
+        out.push(pool);
+    }
+    if !out.iter().any(|pool| pool["mode"] == "System") {
+        return Err(ArmError::bad_request(
+            "MustDefineAtLeastOneSystemPool",
+            "Must define at least one system pool.",
+        ));
+    }
+    Ok(j!(out))
 }
 
 fn precondition(message: &str) -> ArmError {

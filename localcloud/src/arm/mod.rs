@@ -1,9 +1,11 @@
 //! Azure Resource Manager: one handler for every `/subscriptions/...` path, which parses the path
 //! case-insensitively (as ARM does) and hands it to the resource provider that owns it.
 
+pub mod api_versions;
 pub mod clusters;
 pub mod groups;
 pub mod identities;
+pub mod lro;
 pub mod roles;
 pub mod vaults;
 
@@ -125,6 +127,19 @@ async fn route(state: &Shared, method: Method, uri: &Uri, headers: HeaderMap, bo
         ));
     }
     let lower: Vec<String> = req.segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let version = req.query.get("api-version").map(String::as_str).unwrap_or_default();
+    if api_versions::check(&l, version, "").is_err() {
+        // The refusal names the region the way ARM does: the resource group's, or the one in the path.
+        let location = match l.as_slice() {
+            ["subscriptions", _, "resourcegroups", _, ..] => groups::get(state, &sub, &req.segs[3])
+                .ok()
+                .and_then(|g| g["location"].as_str().map(str::to_string)),
+            ["subscriptions", _, "providers", _, "locations", loc, ..] => Some(loc.to_string()),
+            _ => None,
+        };
+        api_versions::check(&l, version, location.as_deref().unwrap_or("global"))?;
+    }
     if let Some(i) = lower
         .windows(3)
         .position(|w| w == ["providers", "microsoft.authorization", "roleassignments"])
@@ -139,7 +154,6 @@ async fn route(state: &Shared, method: Method, uri: &Uri, headers: HeaderMap, bo
         let scope = format!("/{}", req.segs[..i].join("/"));
         return roles::definitions(state, &req, &scope, req.segs.get(i + 3).map(String::as_str));
     }
-    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     match l.as_slice() {
         ["subscriptions", _] if req.method == Method::GET => Ok(json(
             StatusCode::OK,

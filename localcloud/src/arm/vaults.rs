@@ -1,13 +1,65 @@
 //! `Microsoft.KeyVault/vaults`: create/get/patch, access policies, network settings, private
 //! endpoint connections, name rules and global name uniqueness, soft-delete and purge protection.
+//!
+//! Creation is a long-running operation, as on Azure (reference §2: `provisioningState` is
+//! `Succeeded|RegisteringDns`): with a non-zero [`crate::Config::vault_provisioning`] a new vault
+//! answers 201 with `provisioningState: RegisteringDns` and `Retry-After`, and turns `Succeeded`
+//! once the delay has passed (the client polls the vault, the `provisioningState` shape of
+//! reference §5). Until then its data-plane host does not answer (see [`dns_registered`]).
+//! Updates of a vault that is already `Succeeded` are synchronous: its DNS name exists.
+//! Like clusters, vaults settle lazily on every read (no background task), and a hang armed on
+//! the vault's id (admin API) keeps it `RegisteringDns` for the hang's duration.
 
-use super::{location_of, method_not_allowed, tracked, Req, Scope};
-use crate::http::{is_guid, json, ArmError, ArmResult};
+use super::{location_of, lro, method_not_allowed, tracked, Req, Scope};
+use crate::http::{is_guid, json, now_ms, ArmError, ArmResult};
 use crate::state::Shared;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use serde_json::{json as j, Map, Value};
 
 pub const TYPE: &str = "Microsoft.KeyVault/vaults";
+
+/// The emulator's private field: when (ms since the epoch) the vault's DNS name exists.
+const DNS_READY_AT: &str = "kmsflowDnsReadyAtMs";
+
+/// Turns a `RegisteringDns` vault `Succeeded` once its time has come and no hang holds it
+/// (persisting the change); returns the settled document.
+fn settle(state: &Shared, mut doc: Value) -> Result<Value, ArmError> {
+    if doc["properties"]["provisioningState"] != "RegisteringDns" {
+        return Ok(doc);
+    }
+    let id = doc["id"].as_str().unwrap_or_default().to_string();
+    let due = doc["properties"][DNS_READY_AT].as_i64().unwrap_or(0) <= now_ms();
+    if !due || lro::hung_until(state, &id)?.is_some() {
+        return Ok(doc);
+    }
+    doc["properties"]["provisioningState"] = j!("Succeeded");
+    if let Some(p) = doc["properties"].as_object_mut() {
+        p.remove(DNS_READY_AT);
+    }
+    let name = doc["name"].as_str().unwrap_or_default().to_string();
+    state.db.put_resource(&id, TYPE, &name, &doc)?;
+    Ok(doc)
+}
+
+/// The document as ARM returns it: without the emulator's private fields.
+fn public(doc: &Value) -> Value {
+    let mut d = doc.clone();
+    if let Some(p) = d["properties"].as_object_mut() {
+        p.remove(DNS_READY_AT);
+    }
+    d
+}
+
+/// Whether vault `name`'s data-plane host answers: `None` when no such vault exists, otherwise
+/// whether it has left `RegisteringDns` (settling it first).
+///
+/// On Azure the host `{vault}.vault.azure.net` of a vault still `RegisteringDns` does not
+/// resolve, so a client fails before any HTTP exchange. Every `*.vault.localhost` name resolves
+/// to loopback here, so the local cloud refuses the TLS handshake for that host name instead
+/// (see `tls::VaultDns`): the client again fails at connection level, with no HTTP status.
+pub fn dns_registered(state: &Shared, name: &str) -> Result<Option<bool>, ArmError> {
+    Ok(by_name(state, name)?.map(|v| v["properties"]["provisioningState"] != "RegisteringDns"))
+}
 
 /// Key Vault's name rule: 3-24 characters of letters, digits and hyphens, starting with a
 /// letter, ending with a letter or digit, without consecutive hyphens.
@@ -37,6 +89,7 @@ fn normalize(
     mut p: Map<String, Value>,
     previous: Option<&Value>,
 ) -> Result<Value, ArmError> {
+    p.remove(DNS_READY_AT);
     let tenant = p.get("tenantId").and_then(Value::as_str).unwrap_or_default();
     if !is_guid(tenant) {
         return Err(bad("The 'tenantId' property is required and must be a GUID."));
@@ -146,14 +199,20 @@ fn validate_policy(policy: &Value) -> Result<(), ArmError> {
     Ok(())
 }
 
-/// The vault document for `vault_id`, if it exists.
+/// The vault document for `vault_id`, settled, if it exists.
 pub fn get(state: &Shared, vault_id: &str) -> Result<Option<Value>, ArmError> {
-    Ok(state.db.resource(vault_id)?)
+    state.db.resource(vault_id)?.map(|d| settle(state, d)).transpose()
 }
 
-/// Finds a vault by name anywhere in this cloud (names are global).
+/// Finds a vault by name anywhere in this cloud (names are global), settled.
 pub fn by_name(state: &Shared, name: &str) -> Result<Option<Value>, ArmError> {
-    Ok(state.db.resources_named(TYPE, name)?.into_iter().next())
+    state
+        .db
+        .resources_named(TYPE, name)?
+        .into_iter()
+        .next()
+        .map(|d| settle(state, d))
+        .transpose()
 }
 
 pub fn check_name(state: &Shared, req: &Req) -> ArmResult {
@@ -174,7 +233,18 @@ pub fn check_name(state: &Shared, req: &Req) -> ArmResult {
 
 pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&str>, rest: &[String]) -> ArmResult {
     let Some(name) = name else {
-        return super::list_in_group(state, req, scope, TYPE);
+        if req.method != Method::GET {
+            return Err(method_not_allowed(req));
+        }
+        let prefix = format!(
+            "/subscriptions/{}/resourcegroups/{}/providers/{TYPE}/",
+            scope.sub, scope.rg
+        );
+        let mut out = Vec::new();
+        for doc in state.db.resources(TYPE, &prefix)? {
+            out.push(public(&settle(state, doc)?));
+        }
+        return Ok(json(StatusCode::OK, j!({ "value": out })));
     };
     let id = scope.resource_id(TYPE, name);
     let existing = get(state, &id)?;
@@ -195,7 +265,16 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
         _ => return Err(method_not_allowed(req)),
     }
     match req.method {
-        Method::GET => existing.map(|d| json(StatusCode::OK, d)).ok_or_else(not_found),
+        Method::GET => existing
+            .map(|d| {
+                let mut r = json(StatusCode::OK, public(&d));
+                if d["properties"]["provisioningState"] == "RegisteringDns" {
+                    r.headers_mut()
+                        .insert("retry-after", HeaderValue::from(lro::retry_after(state)));
+                }
+                r
+            })
+            .ok_or_else(not_found),
         Method::PUT => {
             if !name_is_valid(name) {
                 return Err(invalid_name(name));
@@ -212,7 +291,22 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
                 .as_object()
                 .cloned()
                 .ok_or_else(|| bad("The 'properties' object is required."))?;
-            let properties = normalize(state, name, props, existing.as_ref().map(|e| &e["properties"]))?;
+            let mut properties = normalize(state, name, props, existing.as_ref().map(|e| &e["properties"]))?;
+            let pending = match &existing {
+                // Still registering: the update keeps the pending registration.
+                Some(e) if e["properties"]["provisioningState"] == "RegisteringDns" => {
+                    Some(e["properties"][DNS_READY_AT].clone())
+                }
+                Some(_) => None,
+                None => {
+                    let delay = state.vault_provisioning();
+                    (!delay.is_zero()).then(|| j!(now_ms() + delay.as_millis() as i64))
+                }
+            };
+            if let Some(ready_at) = pending.clone() {
+                properties["provisioningState"] = j!("RegisteringDns");
+                properties[DNS_READY_AT] = ready_at;
+            }
             let stored_name = existing
                 .as_ref()
                 .and_then(|e| e["name"].as_str().map(str::to_string))
@@ -226,14 +320,20 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
                 properties,
             );
             state.db.put_resource(&id, TYPE, name, &doc)?;
-            Ok(json(
+            let mut response = json(
                 if existing.is_some() {
                     StatusCode::OK
                 } else {
                     StatusCode::CREATED
                 },
-                doc,
-            ))
+                public(&doc),
+            );
+            if pending.is_some() {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(lro::retry_after(state)));
+            }
+            Ok(response)
         }
         Method::PATCH => {
             let mut doc = existing.ok_or_else(not_found)?;
@@ -244,12 +344,18 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
                     props.insert(k.clone(), v.clone());
                 }
             }
+            let registering = doc["properties"]["provisioningState"] == "RegisteringDns";
+            let ready_at = doc["properties"][DNS_READY_AT].clone();
             doc["properties"] = normalize(state, name, props, Some(&doc["properties"]))?;
+            if registering {
+                doc["properties"]["provisioningState"] = j!("RegisteringDns");
+                doc["properties"][DNS_READY_AT] = ready_at;
+            }
             if let Some(tags) = body.get("tags") {
                 doc["tags"] = tags.clone();
             }
             state.db.put_resource(&id, TYPE, name, &doc)?;
-            Ok(json(StatusCode::OK, doc))
+            Ok(json(StatusCode::OK, public(&doc)))
         }
         _ => Err(method_not_allowed(req)),
     }

@@ -119,7 +119,7 @@ async fn a_stale_etag_gets_412_and_the_current_one_succeeds() {
         .http
         .put(&url)
         .bearer_auth(&c.arm_token)
-        .header("if-match", format!("\"{etag}\""))
+        .header("if-match", &etag)
         .json(&updated)
         .send()
         .await

@@ -10,3 +10,7 @@ mod faults_and_log;
 mod keyvault;
 mod kubectl;
 mod rbac;
+mod lro_shapes;
+mod operation_faults;
+mod strictness;
+mod vault_provisioning;

@@ -140,7 +140,8 @@ async fn long_running_operations_are_awaited_to_the_final_state() {
         .unwrap();
     let cluster = format!("{}/providers/Microsoft.ContainerService/managedClusters/aks1", s.rg());
     let body = json!({"location": "westeurope", "identity": {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}},
-        "properties": {"kubernetesVersion": "1.29"}});
+        "properties": {"kubernetesVersion": "1.29", "dnsPrefix": "aks1",
+            "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_D2s_v3", "mode": "System"}]}});
     let first = s.arm.put(&id(&cluster), "2025-10-01", &body, &[]).await.unwrap();
     assert_eq!(first.body["properties"]["provisioningState"], "Creating");
     let done = s.arm.wait(&id(&cluster), "2025-10-01", first).await.unwrap();

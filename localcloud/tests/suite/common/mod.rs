@@ -31,6 +31,23 @@ impl reqwest::dns::Resolve for Loopback {
     }
 }
 
+/// The api-version a request on `path` carries: the one kmsflow's host uses for that type (the
+/// local cloud checks api-versions per resource type, as ARM does).
+pub fn api_version_for(path: &str) -> &'static str {
+    let p = path.to_ascii_lowercase();
+    if p.contains("/microsoft.authorization/") {
+        "2022-04-01"
+    } else if p.contains("/microsoft.containerservice/") {
+        "2026-01-01"
+    } else if p.contains("/microsoft.keyvault/") {
+        "2025-05-01"
+    } else if p.contains("/microsoft.managedidentity/") {
+        "2023-01-31"
+    } else {
+        "2021-04-01"
+    }
+}
+
 pub fn http_client(profile: &CloudProfile) -> reqwest::Client {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(profile.ca_pem.as_bytes()).unwrap())
@@ -124,11 +141,16 @@ impl Cloud {
 
     pub async fn arm_with(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let sep = if path.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{}{sep}api-version=2025-05-01",
-            self.profile.resource_manager.trim_end_matches('/'),
-            path
-        );
+        let url = if path.contains("api-version=") {
+            format!("{}{}", self.profile.resource_manager.trim_end_matches('/'), path)
+        } else {
+            format!(
+                "{}{}{sep}api-version={}",
+                self.profile.resource_manager.trim_end_matches('/'),
+                path,
+                api_version_for(path)
+            )
+        };
         let mut req = self.http.request(method, url).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
@@ -137,6 +159,54 @@ impl Cloud {
         let status = resp.status();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// An ARM request with extra headers; returns status, headers and the JSON body (`Null` when
+    /// there is none). `path` may carry its own `api-version`.
+    pub async fn arm_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let base = self.profile.resource_manager.trim_end_matches('/');
+        let url = if path.contains("api-version=") {
+            format!("{base}{path}")
+        } else {
+            format!("{base}{path}{sep}api-version={}", api_version_for(path))
+        };
+        self.get_or_send(method, &url, body, headers).await
+    }
+
+    /// A request with the operator's ARM token to a full URL (an operation URL the cloud handed out).
+    pub async fn get_or_send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, url).bearer_auth(&self.arm_token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Changes run-time settings through the admin API; returns every setting.
+    pub async fn settings(&self, settings: Value) -> Value {
+        let (status, body) = self.admin(Method::PUT, "/_admin/settings", Some(settings)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
     }
 
     /// A Key Vault data-plane request on `vault` with the operator's vault token.
@@ -343,6 +413,7 @@ pub fn cluster_body(identity: Option<&str>, version: &str, vnet: bool, kms: Opti
     let mut body = serde_json::json!({
         "location": "westeurope",
         "properties": {"kubernetesVersion": version, "dnsPrefix": "aks",
+            "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_D2s_v3", "mode": "System", "osType": "Linux"}],
             "apiServerAccessProfile": {"enableVnetIntegration": vnet}},
     });
     body["identity"] = match identity {

@@ -91,7 +91,11 @@ async fn client(state: &Path, vault: &str) -> Client {
 impl Client {
     async fn arm(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         // Each resource type has its own api-versions (vaults here; a resource group otherwise).
-        let version = if path.contains("/providers/") { "2025-05-01" } else { "2021-04-01" };
+        let version = if path.contains("/providers/") {
+            "2025-05-01"
+        } else {
+            "2021-04-01"
+        };
         let url = format!(
             "{}{}?api-version={version}",
             self.profile["resource_manager"].as_str().unwrap().trim_end_matches('/'),

@@ -41,12 +41,11 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
     let started = Instant::now();
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let state = args.state.clone().unwrap_or_else(|| temp.path().join("localcloud"));
-    let mut config = kmsflow_localcloud::Config::new(&state);
+    // As realistic as `kmsflow local serve`: role assignments take effect after 5 s, a new vault
+    // provisions for 5 s, long-running operations rotate through ARM's three shapes. Only the
+    // operations themselves are quick, to keep the tour short.
+    let mut config = kmsflow_localcloud::Config::realistic(&state);
     config.operation_duration = Duration::from_millis(100);
-    // Role assignments take effect late, as on Azure (`kmsflow local serve` uses the same): the
-    // private switch grants Key Vault Contributor and enables KMS at once, so the run shows the
-    // host waiting out propagation.
-    config.rbac_propagation = Duration::from_secs(5);
     let cloud = kmsflow_localcloud::LocalCloud::start(config)
         .await
         .context("cannot start the local cloud")?;

@@ -21,9 +21,15 @@ impl Drop for Served {
 }
 
 fn serve(state: &Path) -> Served {
+    serve_with(state, &[])
+}
+
+/// `kmsflow local serve` with extra flags (its realism settings).
+fn serve_with(state: &Path, flags: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
         .args(["local", "serve", "--output", "json", "--state"])
         .arg(state)
+        .args(flags)
         .stdout(Stdio::piped())
         .spawn()
         .expect("kmsflow local serve starts");
@@ -91,7 +97,9 @@ async fn client(state: &Path, vault: &str) -> Client {
 impl Client {
     async fn arm(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         // Each resource type has its own api-versions (vaults here; a resource group otherwise).
-        let version = if path.contains("/providers/") {
+        let version = if path.contains("Microsoft.ContainerService") {
+            "2026-01-01"
+        } else if path.contains("/providers/") {
             "2025-05-01"
         } else {
             "2021-04-01"
@@ -153,6 +161,22 @@ async fn the_local_cloud_survives_kill_9_with_resources_and_keys_intact() {
         .unwrap()
         .trim_end_matches('/')
         .to_string();
+    // A new vault provisions (`RegisteringDns`) before its data plane answers, as on Azure.
+    let mut state_now = doc["properties"]["provisioningState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for _ in 0..300 {
+        if state_now == "Succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        state_now = c.arm(reqwest::Method::GET, &vault, json!({})).await.1["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    }
+    assert_eq!(state_now, "Succeeded");
     let (status, key) = c
         .kv(
             reqwest::Method::POST,
@@ -196,7 +220,7 @@ async fn the_local_cloud_survives_kill_9_with_resources_and_keys_intact() {
             Value::Null,
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{cluster}");
     assert_eq!(cluster["properties"]["currentKubernetesVersion"], "1.26.15");
     let listed = kmsflow(&[
         "local",
@@ -1370,5 +1394,115 @@ fn hostile_plugins_reach_nothing_outside_their_grants_and_no_credential() {
     assert!(
         reads_of_aks1 >= 2,
         "the allowed reads of aks1 should be on the wire ({reads_of_aks1})"
+    );
+}
+
+/// An AKS operation stuck in `Updating` (a known AKS failure mode) fails the step when the
+/// target's retry deadline passes, naming the operation; once it is unstuck, `resume` finishes.
+#[test]
+fn a_stuck_operation_fails_at_the_deadline_and_resume_finishes_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let _served = serve_with(&state, &["--vault-provisioning", "1s", "--rbac-propagation", "1s"]);
+    seed_cluster(dir.path(), &state, "aks1", 12);
+    let profile = profile_of(&state);
+    let rg = rg1(&profile);
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks1");
+    std::fs::write(
+        dir.path().join("kmsflow.toml"),
+        "default-target = \"lab\"\n[targets.lab]\ncloud = \"local\"\nstate-dir = \"cloud\"\n\
+         [targets.lab.retry]\ndeadline = \"6s\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+            .env("KMSFLOW_RUNS_DIR", dir.path().join("runs"))
+            .output()
+            .unwrap()
+    };
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let enable = workflows.join("enable-public.toml");
+    let out = run(&[
+        "run",
+        enable.to_str().unwrap(),
+        "--set",
+        &format!("resource-group={rg}"),
+        "--set",
+        &format!("cluster={cluster}"),
+        "--set",
+        "vault-name=kv-stuck1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let st = state.to_str().unwrap();
+    let hang = |duration: &str| {
+        let out = kmsflow_in(
+            dir.path(),
+            &state,
+            &[
+                "local",
+                "hang",
+                "--state",
+                st,
+                "--resource",
+                &cluster,
+                "--for",
+                duration,
+            ],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    hang("300s");
+    let disable = workflows.join("disable.toml");
+    let started = std::time::Instant::now();
+    let out = run(&["run", disable.to_str().unwrap(), "--set", &format!("cluster={cluster}")]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("OperationTimedOut") && stderr.contains("is still"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("operation "),
+        "the message names the operation: {stderr}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(120),
+        "failed at the deadline, not the hang: {took:?}"
+    );
+    let run_id = stderr
+        .split("kmsflow resume ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no resume command: {stderr}"))
+        .to_string();
+
+    hang("0s");
+    let out = run(&["resume", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(
+        &kmsflow_in(
+            dir.path(),
+            &state,
+            &["local", "resources", "--state", st, "--output", "json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let text = doc.to_string();
+    assert!(text.contains("aks1"), "{text}");
+    let summary = kmsflow_in(
+        dir.path(),
+        &state,
+        &["local", "inspect", "--state", st, "aks1", "--summary"],
+    );
+    let summary = String::from_utf8_lossy(&summary.stdout);
+    assert!(
+        summary.contains("plain: 12"),
+        "KMS is off and every secret rewritten: {summary}"
     );
 }

@@ -369,30 +369,40 @@ actions = ["read", "kms"]
 
     // What must never appear: the operator's client secret, any token, the admin credential of
     // the cluster, and any secret's value (plain or base64, as the API carries it).
-    let clusters: Value = {
-        let out = kmsflow(&[
-            "local",
-            "resources",
-            "--state",
-            st,
-            "--type",
-            "Microsoft.ContainerService/managedClusters",
-            "--output",
-            "json",
-        ]);
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let admin_token = clusters.to_string();
-    let admin_token = admin_token
-        .split("\"kmsflowAdminToken\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
-    assert!(admin_token.len() >= 16);
+    // The admin credential is the client key of the cluster's admin kubeconfig.
+    let admin_key = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let c = client(&state, "unused").await;
+        let url = format!(
+            "{}{cluster}/listClusterAdminCredential?api-version=2026-01-01",
+            c.profile["resource_manager"].as_str().unwrap().trim_end_matches('/')
+        );
+        let creds: Value = c
+            .http
+            .post(url)
+            .bearer_auth(&c.arm)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let yaml = base64::engine::general_purpose::STANDARD
+            .decode(creds["kubeconfigs"][0]["value"].as_str().unwrap())
+            .unwrap();
+        String::from_utf8(yaml)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("client-key-data:").map(|v| v.trim().to_string()))
+            .unwrap()
+    });
+    let admin_key_pem =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&admin_key).unwrap()).unwrap();
+    let admin_key_body = admin_key_pem.lines().nth(1).unwrap().to_string();
+    assert!(admin_key_body.len() >= 16);
     let mut forbidden = vec![
         profile["operator"]["client_secret"].as_str().unwrap().to_string(),
-        admin_token,
+        admin_key,
+        admin_key_body,
         CANARY.to_string(),
     ];
     for i in 0..30 {

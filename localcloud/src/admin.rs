@@ -1,5 +1,6 @@
 //! The admin API (`/_admin/...`, authorised by the `x-localcloud-admin` header): the request log,
-//! fault injection, settings (operation duration, RBAC propagation delay), subscriptions, custom
+//! fault injection (`/_admin/faults`), settings (operation duration, RBAC propagation delay, the
+//! lifetime of new tokens), token revocation (`/_admin/tokens/revoke`), subscriptions, custom
 //! role definitions, group memberships, and a test-only export of key material so a test can
 //! check ciphertexts with an independent RSA implementation.
 
@@ -43,6 +44,7 @@ pub fn router() -> Router<Shared> {
         .route("/_admin/requests", get(requests))
         .route("/_admin/faults", put(set_faults).get(get_faults))
         .route("/_admin/settings", put(settings).get(get_settings))
+        .route("/_admin/tokens/revoke", post(revoke_tokens))
         .route("/_admin/operations/hang", put(hang_operations))
         .route("/_admin/operations/fail-next", put(fail_next_operation))
         .route("/_admin/operations/faults", get(operation_faults))
@@ -77,12 +79,17 @@ async fn set_faults(State(state): State<Shared>, headers: HeaderMap, body: Bytes
     if let Some(r) = check(&state, &headers) {
         return r;
     }
-    match serde_json::from_slice::<FaultConfig>(&body) {
+    match serde_json::from_slice::<FaultConfig>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            c.validate().map_err(|e| e.to_string())?;
+            Ok(c)
+        }) {
         Ok(config) => {
             state.faults.set(config.clone());
             json(StatusCode::OK, j!(config))
         }
-        Err(e) => ArmError::bad_request("InvalidFaults", e.to_string()).into_response(),
+        Err(e) => ArmError::bad_request("InvalidFaults", e).into_response(),
     }
 }
 
@@ -103,6 +110,8 @@ struct Settings {
     /// `azure-async-operation`, `location`, `provisioning-state` or `rotate`.
     lro_shape: Option<crate::arm::lro::LroShape>,
     vault_provisioning_ms: Option<u64>,
+    /// Lifetime of tokens issued from now on, in seconds (at least 1).
+    token_lifetime_s: Option<u64>,
 }
 
 fn current_settings(state: &Shared) -> serde_json::Value {
@@ -111,11 +120,14 @@ fn current_settings(state: &Shared) -> serde_json::Value {
         "lro_shape": state.lro_shape(),
         "vault_provisioning_ms": state.vault_provisioning().as_millis() as u64,
         "rbac_propagation_ms": state.rbac_propagation().as_millis() as u64,
+        "token_lifetime_s": state.token_lifetime().as_secs(),
+        "token_generation": state.token_generation(),
     })
 }
 
 /// `PUT /_admin/settings`: changes the operation duration, the LRO shape, the vault
-/// provisioning delay and the RBAC propagation delay at run time; answers with every setting.
+/// provisioning delay, the RBAC propagation delay and the lifetime of new tokens at run time;
+/// answers with every setting.
 async fn settings(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(r) = check(&state, &headers) {
         return r;
@@ -134,9 +146,24 @@ async fn settings(State(state): State<Shared>, headers: HeaderMap, body: Bytes) 
             if let (Some(ms), Ok(mut d)) = (s.vault_provisioning_ms, state.vault_provisioning.write()) {
                 *d = Duration::from_millis(ms);
             }
+            if let (Some(secs), Ok(mut d)) = (s.token_lifetime_s, state.token_lifetime.write()) {
+                *d = Duration::from_secs(secs.max(1));
+            }
             json(StatusCode::OK, current_settings(&state))
         }
         Err(e) => ArmError::bad_request("InvalidSettings", e.to_string()).into_response(),
+    }
+}
+
+/// `POST /_admin/tokens/revoke`: every token issued so far is refused from now on (see
+/// `entra::revoke_all`); answers with the new token generation.
+async fn revoke_tokens(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = check(&state, &headers) {
+        return r;
+    }
+    match crate::entra::revoke_all(&state) {
+        Ok(generation) => json(StatusCode::OK, j!({"token_generation": generation})),
+        Err(e) => ArmError::internal(e).into_response(),
     }
 }
 

@@ -142,6 +142,16 @@ impl Db {
             .map(drop)
     }
 
+    /// Stores `v` under `k` unless `k` already has a value; returns the value `k` holds after.
+    pub fn insert_meta_if_absent(&self, k: &str, v: &str) -> DbResult<String> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO meta (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO NOTHING",
+            [k, v],
+        )?;
+        conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+    }
+
     pub fn insert_principal(&self, p: &Principal) -> DbResult<()> {
         self.conn()
             .execute(

@@ -2,8 +2,14 @@
 //! issues (HS256 JWTs whose claims follow Entra's v2 access tokens: `aud`, `iss`, `tid`, `oid`,
 //! `appid`, `exp`), so that a client can read its own object id from the `oid` claim exactly as
 //! it would against Azure.
+//!
+//! Tokens expiring mid-run: the lifetime of new tokens is a run-time setting
+//! ([`crate::state::AppState::token_lifetime`]), and an admin call revokes every token issued so
+//! far by raising the token generation (a private `xms_kmsflow_gen` claim): a token of an older
+//! generation is refused as expired, so the next call with it gets the service's 401 and a new
+//! token works.
 
-use crate::state::{Shared, ARM_AUDIENCE, GRAPH_AUDIENCE, VAULT_AUDIENCE};
+use crate::state::{Shared, AKS_SERVER_APP_ID, ARM_AUDIENCE, GRAPH_AUDIENCE, VAULT_AUDIENCE};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -47,12 +53,13 @@ fn sign(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// Mints an access token for `principal` with audience `aud`.
 pub fn mint(state: &Shared, object_id: &str, client_id: &str, aud: &str) -> (String, i64) {
     let now = now_s();
-    let lifetime = state.token_lifetime.as_secs() as i64;
+    let lifetime = state.token_lifetime().as_secs() as i64;
     let header = json!({"typ": "JWT", "alg": "HS256", "kid": "localcloud"});
     let claims = json!({
         "aud": aud, "iss": state.issuer(), "iat": now, "nbf": now, "exp": now + lifetime,
         "oid": object_id, "sub": object_id, "tid": state.tenant_id, "appid": client_id,
         "azp": client_id, "idtyp": "app", "ver": "2.0", "uti": new_guid(),
+        "xms_kmsflow_gen": state.token_generation(),
     });
     let body = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
     let sig = B64.encode(sign(&state.token_key, body.as_bytes()));
@@ -86,6 +93,10 @@ pub fn authenticate(state: &Shared, headers: &HeaderMap, audience: &str) -> Resu
     if exp <= now_s() {
         return Err(AuthFailure::Expired);
     }
+    // A token minted before the last revocation is refused as an expired one would be.
+    if claims["xms_kmsflow_gen"].as_u64().unwrap_or(0) < state.token_generation() {
+        return Err(AuthFailure::Expired);
+    }
     let aud = claims["aud"].as_str().unwrap_or_default();
     if aud.trim_end_matches('/') != audience.trim_end_matches('/') {
         return Err(AuthFailure::WrongAudience(aud.to_string()));
@@ -110,8 +121,9 @@ pub struct TokenRequest {
     scope: Option<String>,
 }
 
-/// Entra's error body.
-fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
+/// Entra's error body (azure-reference.md §5: `error`, `error_description` with the AADSTS code,
+/// `error_codes`, `timestamp`, `trace_id`, `correlation_id`).
+pub(crate) fn error_response(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
     let trace = new_guid();
     let correlation = new_guid();
     json_response(
@@ -130,7 +142,7 @@ fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) ->
 /// `POST /{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`.
 pub async fn token(State(state): State<Shared>, Path(tenant): Path<String>, Form(req): Form<TokenRequest>) -> Response {
     if tenant != state.tenant_id && tenant != "organizations" {
-        return entra_error(
+        return error_response(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             90002,
@@ -138,7 +150,7 @@ pub async fn token(State(state): State<Shared>, Path(tenant): Path<String>, Form
         );
     }
     if req.grant_type.as_deref() != Some("client_credentials") {
-        return entra_error(
+        return error_response(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             70003,
@@ -149,7 +161,7 @@ pub async fn token(State(state): State<Shared>, Path(tenant): Path<String>, Form
     let principal = match state.db.principal_by_client_id(&client_id) {
         Ok(Some(p)) => p,
         Ok(None) => {
-            return entra_error(
+            return error_response(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
                 700016,
@@ -157,7 +169,7 @@ pub async fn token(State(state): State<Shared>, Path(tenant): Path<String>, Form
             )
         }
         Err(e) => {
-            return entra_error(
+            return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "temporarily_unavailable",
                 50000,
@@ -168,7 +180,7 @@ pub async fn token(State(state): State<Shared>, Path(tenant): Path<String>, Form
     match (&principal.secret, &req.client_secret) {
         (Some(expected), Some(given)) if constant_time_eq(expected.as_bytes(), given.as_bytes()) => {}
         _ => {
-            return entra_error(
+            return error_response(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 7000215,
@@ -178,12 +190,12 @@ pub async fn token(State(state): State<Shared>, Path(tenant): Path<String>, Form
     }
     let scope = req.scope.unwrap_or_default();
     let audience = scope.strip_suffix("/.default").unwrap_or(&scope).trim_end_matches('/');
-    let known: HashMap<&str, ()> = [ARM_AUDIENCE, VAULT_AUDIENCE, GRAPH_AUDIENCE]
+    let known: HashMap<&str, ()> = [ARM_AUDIENCE, VAULT_AUDIENCE, GRAPH_AUDIENCE, AKS_SERVER_APP_ID]
         .into_iter()
         .map(|a| (a, ()))
         .collect();
     if !scope.ends_with("/.default") || !known.contains_key(audience) {
-        return entra_error(
+        return error_response(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             1002012,
@@ -211,4 +223,16 @@ pub async fn me(State(state): State<Shared>, headers: HeaderMap) -> Response {
             json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty or invalid.", "innerError": inner}}),
         ),
     }
+}
+
+/// Revokes every token issued so far: each is refused from now on as an expired token is (the
+/// next call with it gets its service's 401), while new tokens work. Survives a restart.
+/// Returns the new token generation.
+pub fn revoke_all(state: &Shared) -> Result<u64, rusqlite::Error> {
+    let generation = state
+        .token_generation
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        .saturating_add(1);
+    state.db.set_meta("token_generation", &generation.to_string())?;
+    Ok(generation)
 }

@@ -23,6 +23,7 @@ mod faults;
 mod http;
 pub mod k8s;
 pub mod keyvault;
+mod pki;
 mod state;
 mod tls;
 
@@ -30,8 +31,8 @@ pub use admin::ADMIN_HEADER;
 pub use arm::lro::{Ending, LroShape, UnknownLroShape};
 pub use db::RequestRecord;
 pub use error::LocalCloudError;
-pub use faults::FaultConfig;
-pub use state::{ARM_AUDIENCE, GRAPH_AUDIENCE, VAULT_AUDIENCE, VAULT_SUFFIX};
+pub use faults::{FaultConfig, InvalidFaults, Service as FaultService, DEFAULT_HANG_MS};
+pub use state::{AKS_SERVER_APP_ID, ARM_AUDIENCE, GRAPH_AUDIENCE, VAULT_AUDIENCE, VAULT_SUFFIX};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -54,13 +55,14 @@ use tower_service::Service as _;
 /// operation answered with `Azure-AsyncOperation`) and [`Config::realistic`] (what
 /// `kmsflow local serve` starts from: LRO shapes rotated, vaults provisioned after a few
 /// seconds). Every field can also be changed at run time through the admin API's settings,
-/// except the state directory, the port and the token lifetime.
+/// except the state directory and the port.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
     /// 0: the port this state directory used before, or a free one the first time.
     pub port: u16,
-    /// Lifetime of issued tokens.
+    /// Lifetime of issued tokens (default 3599 s, Entra's `expires_in`); short values make
+    /// tokens expire mid-run. Changeable at run time (`token_lifetime_s` in the settings).
     pub token_lifetime: Duration,
     /// How long long-running operations take.
     pub operation_duration: Duration,
@@ -212,6 +214,7 @@ impl LocalCloud {
         let port = listener.local_addr().map_err(|e| LocalCloudError::io(dir, e))?.port();
         db.set_meta("port", &port.to_string())?;
 
+        let token_generation = db.meta("token_generation")?.and_then(|g| g.parse().ok()).unwrap_or(0);
         let state: Shared = Arc::new(AppState {
             db,
             tenant_id: tenant_id.clone(),
@@ -219,7 +222,9 @@ impl LocalCloud {
             token_key: token_key.into_bytes(),
             admin_key: admin_key.clone(),
             ca_pem: tls.ca_pem.clone(),
-            token_lifetime: config.token_lifetime,
+            token_lifetime: RwLock::new(config.token_lifetime),
+            token_generation: std::sync::atomic::AtomicU64::new(token_generation),
+            cluster_verifiers: std::sync::Mutex::new(std::collections::HashMap::new()),
             operation_duration: RwLock::new(config.operation_duration),
             rbac_propagation: RwLock::new(config.rbac_propagation),
             lro_shape: RwLock::new(config.lro_shape),
@@ -255,6 +260,7 @@ impl LocalCloud {
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(listener, rustls_config)
             .map_err(|source| LocalCloudError::Bind { port, source })?
+            .map(|inner| pki::PeerCertAcceptor { inner })
             .handle(handle.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = server
@@ -325,7 +331,90 @@ fn app(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(state, observe))
 }
 
+/// The service a request is for, and its cluster id (lowercased) for the API servers; `None`
+/// for the admin API, which is never faulted.
+fn service_of(host: &str, path: &str) -> Option<(faults::Service, Option<String>)> {
+    use faults::Service;
+    if keyvault::vault_of_host(host).is_some() {
+        return Some((Service::Keyvault, None));
+    }
+    if path.starts_with("/_admin") {
+        return None;
+    }
+    if path.contains("/oauth2/") {
+        return Some((Service::Entra, None));
+    }
+    if let Some(rest) = path.strip_prefix("/k8s/") {
+        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).take(8).collect();
+        return Some((
+            Service::Apiserver,
+            Some(format!("/{}", segs.join("/")).to_ascii_lowercase()),
+        ));
+    }
+    if path.starts_with("/v1.0/") {
+        return Some((Service::Graph, None));
+    }
+    Some((Service::Arm, None))
+}
+
+/// The answer an injected 429 or 5xx gets, in the shape of the service it stands in for: an
+/// Entra error, a Kubernetes `Status`, or ARM's / Key Vault's `{"error":{"code","message"}}`
+/// (azure-reference.md §3, §5).
+fn fault_answer(service: faults::Service, status: StatusCode, retry_after: Option<u32>) -> Response {
+    use faults::Service;
+    let throttled = status == StatusCode::TOO_MANY_REQUESTS;
+    let mut r = match service {
+        Service::Entra => {
+            let (error, code) = if throttled {
+                ("temporarily_unavailable", 50196)
+            } else {
+                ("temporarily_unavailable", 50000)
+            };
+            entra::error_response(
+                status,
+                error,
+                code,
+                "The service is temporarily unavailable. Please try again.",
+            )
+        }
+        Service::Apiserver => {
+            let (reason, message) = match (throttled, status) {
+                (true, _) => ("TooManyRequests", "Too many requests, please try again later."),
+                (false, StatusCode::SERVICE_UNAVAILABLE) => (
+                    "ServiceUnavailable",
+                    "The server is currently unable to handle the request",
+                ),
+                _ => (
+                    "InternalError",
+                    "Internal error occurred: the server encountered an unexpected condition",
+                ),
+            };
+            k8s::K8sError::new(status.as_u16(), reason, message).into_response()
+        }
+        _ if throttled => {
+            http::ArmError::new(status, "TooManyRequests", "The request is being throttled.").into_response()
+        }
+        _ => http::ArmError::new(
+            status,
+            "InternalServerError",
+            "Encountered internal server error. Please try again.",
+        )
+        .into_response(),
+    };
+    if let Some(after) = retry_after {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
+    }
+    r
+}
+
 /// Request ids, fault injection and the request log, around every request.
+///
+/// Guarantees: a before-handler fault (`throttle`, `5xx`, `drop`, `hang`) never reaches the
+/// handler; an after-handler fault (`5xx-after`, `drop-after`) always lets the handler finish —
+/// its writes are committed — before its answer is replaced; every injected fault is in the
+/// request log's `fault` column (a KMS fault under the API server request that met it). A hung
+/// request is logged when the hang starts (status 0: no answer was sent), and is held by an
+/// async sleep of its own, so nothing else waits.
 async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let host = req
@@ -341,38 +430,53 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let eligible = !path.starts_with("/_admin") && !path.contains("/oauth2/");
-    let (fault, latency) = if eligible {
-        state.faults.decide()
-    } else {
-        (faults::Fault::None, Duration::ZERO)
+    let service = service_of(&host, &path);
+    let (fault, latency) = match &service {
+        Some((s, cluster)) => state.faults.decide(*s, cluster.as_deref()),
+        None => (faults::Fault::None, Duration::ZERO),
     };
+    let service = service.map(|(s, _)| s).unwrap_or(faults::Service::Arm);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let request_id = http::new_guid();
+    let record = |status: u16, fault: &str, secret_data: bool| RequestRecord {
+        seq: 0,
+        at_ms: http::now_ms(),
+        method: method.clone(),
+        host: host.clone(),
+        path: path.clone(),
+        status,
+        caller: caller.clone(),
+        fault: fault.to_string(),
+        query: query.clone(),
+        secret_data,
+    };
     let mut response = match fault {
-        faults::Fault::None => next.run(req).await,
-        faults::Fault::Throttle(after) => {
-            let mut r = http::ArmError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "The request is being throttled.",
-            )
-            .into_response();
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
-            r
+        faults::Fault::None | faults::Fault::ServerErrorAfter(_) | faults::Fault::DropAfter => {
+            let handled = next.run(req).await;
+            match fault {
+                faults::Fault::ServerErrorAfter(code) => {
+                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    fault_answer(service, status, None)
+                }
+                faults::Fault::DropAfter => http::dropped_connection(),
+                _ => handled,
+            }
         }
+        faults::Fault::Throttle(after) => fault_answer(service, StatusCode::TOO_MANY_REQUESTS, Some(after)),
         faults::Fault::ServerError(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            http::ArmError::new(
-                status,
-                "InternalServerError",
-                "Encountered internal server error. Please try again.",
-            )
-            .into_response()
+            fault_answer(service, status, None)
         }
         faults::Fault::Drop => http::dropped_connection(),
+        faults::Fault::Hang(hold) => {
+            if let Err(e) = state.db.log_request(&record(0, fault.label(), false)) {
+                tracing::warn!("request log: {e}");
+            }
+            tokio::time::sleep(hold).await;
+            return http::dropped_connection();
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         let h = response.headers_mut();
@@ -380,19 +484,15 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
         h.insert("x-ms-correlation-request-id", v.clone());
         h.insert("x-ms-routing-request-id", v);
     }
-    let record = RequestRecord {
-        seq: 0,
-        at_ms: http::now_ms(),
-        method,
-        host,
-        path,
-        status: response.status().as_u16(),
-        caller,
-        fault: fault.label().to_string(),
-        query,
-        secret_data: response.extensions().get::<k8s::SecretDataReturned>().is_some(),
+    let label = match (fault, response.extensions().get::<k8s::KmsFaulted>()) {
+        (faults::Fault::None, Some(k)) => k.0,
+        _ => fault.label(),
     };
-    if let Err(e) = state.db.log_request(&record) {
+    let secret_data = response.extensions().get::<k8s::SecretDataReturned>().is_some();
+    if let Err(e) = state
+        .db
+        .log_request(&record(response.status().as_u16(), label, secret_data))
+    {
         tracing::warn!("request log: {e}");
     }
     response

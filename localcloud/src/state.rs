@@ -11,6 +11,10 @@ use std::time::Duration;
 pub const ARM_AUDIENCE: &str = "https://management.localhost";
 pub const VAULT_AUDIENCE: &str = "https://vault.localhost";
 pub const GRAPH_AUDIENCE: &str = "https://graph.localhost";
+/// The AKS server application (the same id in every cloud): Entra-integrated clusters' API
+/// servers take tokens issued for it, requested with scope `{id}/.default` (azure-reference.md
+/// §1.9: with local accounts disabled, this is the only way in).
+pub const AKS_SERVER_APP_ID: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
 /// The DNS suffix of vault hosts: `{vault}.vault.localhost`.
 pub const VAULT_SUFFIX: &str = "vault.localhost";
 
@@ -22,7 +26,13 @@ pub struct AppState {
     pub admin_key: String,
     /// PEM of the local CA (written into the kubeconfigs the clusters hand out).
     pub ca_pem: String,
-    pub token_lifetime: Duration,
+    /// Lifetime of tokens issued from now on (a run-time setting).
+    pub token_lifetime: RwLock<Duration>,
+    /// Tokens minted with a lower generation are refused as expired; persisted in `meta`.
+    pub token_generation: std::sync::atomic::AtomicU64,
+    /// Each cluster's client-certificate verifier, by lowercased cluster id (built from the
+    /// cluster's CA in the database on first use).
+    pub cluster_verifiers: std::sync::Mutex<std::collections::HashMap<String, crate::pki::Verifier>>,
     pub operation_duration: RwLock<Duration>,
     /// How long a role assignment (or its deletion) takes to take effect; see `directory.rs`.
     pub rbac_propagation: RwLock<Duration>,
@@ -59,6 +69,14 @@ impl AppState {
     /// The current RBAC propagation delay (the `Config` value, or the admin API's last setting).
     pub fn rbac_propagation(&self) -> Duration {
         self.rbac_propagation.read().map(|d| *d).unwrap_or_default()
+    }
+
+    pub fn token_lifetime(&self) -> Duration {
+        self.token_lifetime.read().map(|d| *d).unwrap_or_default()
+    }
+
+    pub fn token_generation(&self) -> u64 {
+        self.token_generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn lro_shape(&self) -> crate::arm::lro::LroShape {

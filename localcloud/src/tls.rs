@@ -94,8 +94,9 @@ impl rustls::server::ResolvesServerCert for VaultDns {
     }
 }
 
-/// The server's TLS configuration: the material's certificate through [`VaultDns`], with the
-/// ALPN protocols axum-server offers by default (`h2`, `http/1.1`).
+/// The server's TLS configuration: the material's certificate through [`VaultDns`], a client
+/// certificate requested (never required) from every client for the clusters' API servers (see
+/// [`crate::pki`]), and the ALPN protocols axum-server offers by default (`h2`, `http/1.1`).
 pub fn server_config(
     material: &TlsMaterial,
     state: crate::state::Shared,
@@ -113,7 +114,7 @@ pub fn server_config(
         state,
     };
     let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+        .with_client_cert_verifier(std::sync::Arc::new(crate::pki::AnyClientCert::new()))
         .with_cert_resolver(std::sync::Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)

@@ -63,6 +63,22 @@ pub enum LocalCommand {
         /// How long a new key vault stays `RegisteringDns`, its data-plane host unreachable.
         #[arg(long, default_value = "5s")]
         vault_provisioning: humantime::Duration,
+        /// Lifetime of the Entra tokens it issues (Entra's is about an hour); short values make
+        /// tokens expire mid-run.
+        #[arg(long, default_value = "3599s")]
+        token_lifetime: humantime::Duration,
+    },
+    /// Tokens expiring mid-run: change the lifetime of new Entra tokens, and/or revoke every
+    /// token issued so far (the next call with one gets 401; a new token works).
+    Tokens {
+        #[command(flatten)]
+        state: StateArg,
+        /// Lifetime of tokens issued from now on.
+        #[arg(long)]
+        lifetime: Option<humantime::Duration>,
+        /// Revoke every token issued so far.
+        #[arg(long)]
+        revoke: bool,
     },
     /// Make operations on a resource hang in their non-terminal state (`Updating`, …) for a while;
     /// `--for 0s` clears the hang.
@@ -106,8 +122,13 @@ pub enum LocalCommand {
         identity: String,
         #[arg(long)]
         subscription: Option<String>,
+        /// Entra integration with local accounts disabled: no admin credential; the API server
+        /// takes Entra tokens for the AKS server application only.
+        #[arg(long)]
+        disable_local_accounts: bool,
     },
-    /// Inject faults into ARM and Key Vault answers (deterministic from --seed); all zero turns them off.
+    /// Inject faults (deterministic from --seed), by default into ARM, Graph, Key Vault and the
+    /// clusters' API servers; all zero turns them off. The percentages add up to at most 100.
     Faults {
         #[command(flatten)]
         state: StateArg,
@@ -123,6 +144,25 @@ pub enum LocalCommand {
         drop_percent: u32,
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Connections that get no answer for --hang, then are dropped.
+        #[arg(long, default_value_t = 0)]
+        hang_percent: u32,
+        /// How long a hung connection is held.
+        #[arg(long = "hang", default_value = "30s")]
+        hang_for: humantime::Duration,
+        /// After the handler: the request takes effect, then its answer is lost (dropped).
+        #[arg(long, default_value_t = 0)]
+        lost_response_percent: u32,
+        /// After the handler: the request takes effect, then a 500/503 replaces its answer.
+        #[arg(long, default_value_t = 0)]
+        error_after_percent: u32,
+        /// Services to fault, comma-separated: entra, arm, graph, keyvault, apiserver, kms, or
+        /// all. Default: arm, graph, keyvault, apiserver.
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// Limit apiserver and kms faults to these cluster ids (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        clusters: Vec<String>,
     },
     /// Change run-time settings of a running local cloud (until it restarts).
     Settings {
@@ -312,6 +352,7 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             rbac_propagation,
             lro_shape,
             vault_provisioning,
+            token_lifetime,
         } => {
             let mut config = Config::realistic(state.dir()?);
             config.port = port;
@@ -319,7 +360,36 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             config.lro_shape = lro_shape;
             config.vault_provisioning = vault_provisioning.into();
             config.rbac_propagation = rbac_propagation.into();
+            config.token_lifetime = token_lifetime.into();
             serve(config, output).await
+        }
+        LocalCommand::Tokens {
+            state,
+            lifetime,
+            revoke,
+        } => {
+            let dir = state.dir()?;
+            if let Some(lifetime) = lifetime {
+                let secs = Duration::from(lifetime).as_secs().max(1);
+                admin(
+                    &dir,
+                    reqwest::Method::PUT,
+                    "/_admin/settings",
+                    Some(json!({"token_lifetime_s": secs})),
+                )
+                .await?;
+            }
+            if revoke {
+                admin(&dir, reqwest::Method::POST, "/_admin/tokens/revoke", None).await?;
+            }
+            let doc = admin(&dir, reqwest::Method::GET, "/_admin/settings", None).await?;
+            print_value(output, &doc, |d| {
+                format!(
+                    "new tokens live {} s; token generation {}\n",
+                    d["token_lifetime_s"], d["token_generation"]
+                )
+            });
+            Ok(0)
         }
         LocalCommand::Hang {
             state,
@@ -364,9 +434,11 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             vnet_integration,
             identity,
             subscription,
+            disable_local_accounts,
         } => {
             let body = json!({"resource_group": resource_group, "name": name, "kubernetes_version": kubernetes_version,
-                "vnet_integration": vnet_integration, "identity": identity, "subscription": subscription});
+                "vnet_integration": vnet_integration, "identity": identity, "subscription": subscription,
+                "disable_local_accounts": disable_local_accounts});
             let doc = admin(&state.dir()?, reqwest::Method::POST, "/_admin/clusters", Some(body)).await?;
             print_value(output, &doc, |d| format!("{}\n", d["id"].as_str().unwrap_or_default()));
             Ok(0)
@@ -379,9 +451,26 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
             error_percent,
             drop_percent,
             latency_ms,
+            hang_percent,
+            hang_for,
+            lost_response_percent,
+            error_after_percent,
+            services,
+            clusters,
         } => {
+            let services: Vec<String> = if services.iter().any(|s| s == "all") {
+                kmsflow_localcloud::FaultService::ALL
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .collect()
+            } else {
+                services
+            };
             let body = json!({"seed": seed, "throttle_percent": throttle_percent, "retry_after_s": retry_after,
-                "error_percent": error_percent, "drop_percent": drop_percent, "latency_ms": latency_ms});
+                "error_percent": error_percent, "drop_percent": drop_percent, "latency_ms": latency_ms,
+                "hang_percent": hang_percent, "hang_ms": Duration::from(hang_for).as_millis() as u64,
+                "lost_response_percent": lost_response_percent, "error_after_percent": error_after_percent,
+                "services": services, "clusters": clusters});
             let doc = admin(&state.dir()?, reqwest::Method::PUT, "/_admin/faults", Some(body)).await?;
             print_value(output, &doc, |d| format!("faults: {d}\n"));
             Ok(0)
@@ -533,10 +622,11 @@ async fn serve(config: Config, output: Output) -> anyhow::Result<u8> {
     let dir = config.state_dir.clone();
     let rbac_propagation = config.rbac_propagation;
     let realism = format!(
-        "operations {} answered {}, vaults provisioned in {}",
+        "operations {} answered {}, vaults provisioned in {}, tokens live {}",
         humantime::format_duration(config.operation_duration),
         config.lro_shape,
-        humantime::format_duration(config.vault_provisioning)
+        humantime::format_duration(config.vault_provisioning),
+        humantime::format_duration(config.token_lifetime)
     );
     let cloud = LocalCloud::start(config)
         .await

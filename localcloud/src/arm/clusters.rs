@@ -1,5 +1,6 @@
 //! `Microsoft.ContainerService/managedClusters`: create, GET, whole-document PUT with `eTag` /
-//! `If-Match`, tags PATCH, `listClusterAdminCredential`, upgrades one minor version at a time,
+//! `If-Match`, tags PATCH, `listClusterAdminCredential` (a client certificate of the cluster's
+//! own CA) and `listClusterUserCredential`, Entra integration with `disableLocalAccounts`, upgrades one minor version at a time,
 //! long-running operations, and the AKS rules of the KMS feature (azure-reference.md §1, §7).
 //!
 //! Operations complete lazily: every access first settles operations whose time has come, so
@@ -236,9 +237,24 @@ pub async fn handle(state: &Shared, req: &Req, scope: &Scope<'_>, name: Option<&
         }
         (["listclusteradmincredential"], &Method::POST) => {
             let doc = existing.ok_or_else(not_found)?;
+            if crate::k8s::local_accounts_disabled(&doc) {
+                return Err(bad(LOCAL_ACCOUNTS_DISABLED));
+            }
             Ok(json(
                 StatusCode::OK,
-                j!({"kubeconfigs": [{"name": "clusterAdmin", "value": kubeconfig(state, &doc)}]}),
+                j!({"kubeconfigs": [{"name": "clusterAdmin", "value": kubeconfig(state, &doc, Credential::Admin)?}]}),
+            ))
+        }
+        (["listclusterusercredential"], &Method::POST) => {
+            let doc = existing.ok_or_else(not_found)?;
+            let user = if crate::k8s::entra_integrated(&doc) {
+                Credential::Entra
+            } else {
+                Credential::User
+            };
+            Ok(json(
+                StatusCode::OK,
+                j!({"kubeconfigs": [{"name": "clusterUser", "value": kubeconfig(state, &doc, user)?}]}),
             ))
         }
         _ => Err(method_not_allowed(req)),
@@ -262,26 +278,82 @@ fn public(doc: &Value) -> Value {
     let mut d = doc.clone();
     if let Some(p) = d["properties"].as_object_mut() {
         p.remove("kmsflowOperation");
+        // The bearer admin credential of state directories from before client certificates.
         p.remove("kmsflowAdminToken");
         p.remove("kmsflowPreviousKeyId");
     }
     d
 }
 
-/// A kubeconfig for the cluster's API server, base64 as `CredentialResults` carries it.
-fn kubeconfig(state: &Shared, doc: &Value) -> String {
+/// AKS's answer to `listClusterAdminCredential` on a cluster with `disableLocalAccounts`
+/// (400 `BadRequest`; the wording is AKS's as users report it — the reference has no entry).
+pub const LOCAL_ACCOUNTS_DISABLED: &str =
+    "Getting static credential is not allowed because this cluster is set to disable local accounts.";
+
+/// Which user a kubeconfig carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    /// `clusterAdmin_{rg}_{name}`: the admin client certificate of the cluster's CA.
+    Admin,
+    /// `clusterUser_{rg}_{name}` on a cluster without Entra integration: the same certificate,
+    /// as AKS hands local-account clusters' users a static credential.
+    User,
+    /// `clusterUser_{rg}_{name}` on an Entra-integrated cluster: an exec (kubelogin) stub for the
+    /// AKS server application; a client gets the token itself (reference §1.9).
+    Entra,
+}
+
+/// A kubeconfig for the cluster's API server, base64 as `CredentialResults` carries it
+/// (azure-reference.md §1.9). `certificate-authority-data` is the CA of the local cloud's
+/// server certificate (what a client must trust); the client certificate is issued by the
+/// cluster's own CA ([`crate::pki`]), which only that cluster's API server accepts.
+fn kubeconfig(state: &Shared, doc: &Value, credential: Credential) -> Result<String, ArmError> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let id = doc["id"].as_str().unwrap_or_default();
     let name = doc["name"].as_str().unwrap_or_default();
-    let server = format!(
-        "https://127.0.0.1:{}/k8s{}",
-        state.port,
-        doc["id"].as_str().unwrap_or_default().to_ascii_lowercase()
-    );
-    let ca = base64::engine::general_purpose::STANDARD.encode(state.ca_pem.as_bytes());
-    let token = doc["properties"]["kmsflowAdminToken"].as_str().unwrap_or_default();
+    let rg = id.split('/').nth(4).unwrap_or_default();
+    let server = format!("https://127.0.0.1:{}/k8s{}", state.port, id.to_ascii_lowercase());
+    let ca = b64(&state.ca_pem);
+    let (user, context, auth) = match credential {
+        Credential::Admin | Credential::User => {
+            let pki = crate::pki::for_cluster(state, id).map_err(ArmError::internal)?;
+            let (user, context) = if credential == Credential::Admin {
+                (format!("clusterAdmin_{rg}_{name}"), format!("{name}-admin"))
+            } else {
+                (format!("clusterUser_{rg}_{name}"), name.to_string())
+            };
+            let auth = format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64(&pki.admin_cert_pem),
+                b64(&pki.admin_key_pem)
+            );
+            (user, context, auth)
+        }
+        Credential::Entra => {
+            let auth = format!(
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n      args:\n      - get-token\n      - --environment\n      - AzurePublicCloud\n      - --server-id\n      - {}\n      - --client-id\n      - 80faf920-1908-4b52-b5ef-a8e7bedfc67a\n      - --tenant-id\n      - {}\n      - --login\n      - devicecode\n      env: null\n      installHint: |\n        kubelogin is not installed which is required to connect to AAD enabled cluster.\n      provideClusterInfo: false\n      interactiveMode: IfAvailable\n",
+                crate::state::AKS_SERVER_APP_ID,
+                state.tenant_id
+            );
+            (format!("clusterUser_{rg}_{name}"), name.to_string(), auth)
+        }
+    };
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {name}-admin\n  context:\n    cluster: {name}\n    user: clusterAdmin_{name}\ncurrent-context: {name}-admin\nusers:\n- name: clusterAdmin_{name}\n  user:\n    token: {token}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: {context}\n  context:\n    cluster: {name}\n    user: {user}\ncurrent-context: {context}\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n{auth}"
     );
-    base64::engine::general_purpose::STANDARD.encode(yaml)
+    Ok(base64::engine::general_purpose::STANDARD.encode(yaml))
+}
+
+/// AKS's rule for local accounts: `disableLocalAccounts: true` needs managed Entra integration
+/// (`aadProfile.managed: true`), since nothing else could sign in. The message is this cloud's
+/// wording (the reference has none).
+fn validate_local_accounts(p: &Value) -> Result<(), ArmError> {
+    if p["disableLocalAccounts"] == j!(true) && p["aadProfile"]["managed"] != j!(true) {
+        return Err(bad(
+            "disableLocalAccounts can only be set on a cluster with managed Azure AD integration (aadProfile.managed = true).",
+        ));
+    }
+    Ok(())
 }
 
 /// The `azureKeyVaultKms` block, if enabled.
@@ -340,6 +412,7 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
         ArmError::bad_request("VersionNotSupported", format!("Version {version} is not supported in this region. Please use [az aks get-versions] command to get the supported version list in this region."))
     })?;
     let pools = agent_pools(p, old_props, &version)?;
+    validate_local_accounts(p)?;
     let identity = identity_of(state, &body)?;
     if let Some(old) = &existing {
         let current = old["properties"]["currentKubernetesVersion"].as_str().unwrap_or("1.30");
@@ -408,10 +481,9 @@ async fn put(state: &Shared, req: &Req, scope: &Scope<'_>, name: &str, id: &str,
     properties["nodeResourceGroup"] = j!(format!("MC_{}_{name}_{location}", scope.rg_name));
     properties["fqdn"] = j!(format!("{name}-dns.hcp.{location}.localhost"));
     properties["kmsflowOperation"] = j!(op_id);
-    properties["kmsflowAdminToken"] = existing
-        .as_ref()
-        .map(|d| d["properties"]["kmsflowAdminToken"].clone())
-        .unwrap_or_else(|| j!(new_guid().replace('-', "")));
+    if properties["aadProfile"]["managed"] == j!(true) && properties["aadProfile"]["tenantID"].is_null() {
+        properties["aadProfile"]["tenantID"] = j!(state.tenant_id);
+    }
     let (previous, fail_with) = rotation(state, existing.as_ref(), kms)?;
     properties["kmsflowPreviousKeyId"] = previous;
     let mut doc = tracked(
@@ -891,6 +963,10 @@ pub struct SeedCluster {
     /// `UserAssigned` (an identity `{name}-identity` is created) or `SystemAssigned`.
     #[serde(default = "default_identity")]
     pub identity: String,
+    /// Entra integration (`aadProfile.managed`, `enableAzureRBAC`) with `disableLocalAccounts`:
+    /// no admin credential; the API server takes Entra tokens for the AKS server application.
+    #[serde(default)]
+    pub disable_local_accounts: bool,
 }
 
 fn default_location() -> String {
@@ -953,8 +1029,13 @@ pub fn seed(state: &Shared, seed: &SeedCluster, default_sub: &str) -> Result<Val
         "apiServerAccessProfile": {"enableVnetIntegration": seed.vnet_integration},
         "servicePrincipalProfile": {"clientId": "msi"},
         "nodeResourceGroup": format!("MC_{}_{}_{}", seed.resource_group, seed.name, seed.location),
-        "kmsflowAdminToken": new_guid().replace('-', ""),
     });
+    let mut properties = properties;
+    if seed.disable_local_accounts {
+        properties["aadProfile"] =
+            j!({"managed": true, "enableAzureRBAC": true, "tenantID": state.tenant_id, "adminGroupObjectIDs": []});
+        properties["disableLocalAccounts"] = j!(true);
+    }
     let mut doc = tracked(&id, &seed.name, TYPE, &seed.location, &j!({}), properties);
     doc["identity"] = identity;
     doc["sku"] = j!({"name": "Base", "tier": "Free"});

@@ -91,6 +91,22 @@ pub async fn handle(
 ) -> Response {
     match route(&state, method, &uri, headers, body).await {
         Ok(r) => r,
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            // ARM names the token problem in a challenge too, so a client can tell an expired
+            // token (get a new one) from a missing one (non-authoritative: the form seen in
+            // `az --debug` output; the reference only asks for ARM's 401 body).
+            let value = format!(
+                "Bearer authorization_uri=\"{}/{}\", error=\"invalid_token\", error_description=\"{}\"",
+                state.base_url(),
+                state.tenant_id,
+                e.message.replace('"', "'")
+            );
+            let mut response = e.into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, v);
+            }
+            response
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -125,6 +125,7 @@ impl ClusterKms {
             name: &key.name,
             version: Some(&key.version),
         };
+        self.injected_fault(state, key, op)?;
         keyvault::key_operation(state, caller, key_ref, op, alg, data)
             .map(|(_, out)| out)
             .map_err(|e| {
@@ -137,6 +138,44 @@ impl ClusterKms {
                     e.inner.as_deref().unwrap_or(&e.code)
                 ))
             })
+    }
+
+    /// The fault injected on this KMS call, if any (`faults::Service::Kms`), as the failure the
+    /// API server reports when its KMS plugin's call to Key Vault fails: throttled (429), a
+    /// 500/503, a broken connection, or — for a hang — the plugin's deadline exceeded, answered
+    /// after the hang's hold (the wait happens in [`super::handle`], not here, so no lock or
+    /// thread is held). An encrypt or decrypt has no lasting effect, so the after-handler kinds
+    /// fail the call like their before-handler twins.
+    fn injected_fault(&self, state: &Shared, key: &KmsKey, op: CryptoOp) -> Result<(), K8sError> {
+        use crate::faults::Fault;
+        let (fault, _) = state.faults.decide(crate::faults::Service::Kms, Some(&self.cluster));
+        let op_name = op.permission().to_ascii_lowercase();
+        let desc = match fault {
+            Fault::None => return Ok(()),
+            Fault::Throttle(_) => format!(
+                "code = Unknown desc = failed to {op_name} using key {}: 429 Too Many Requests (Throttled)",
+                key.key_id
+            ),
+            Fault::ServerError(c) | Fault::ServerErrorAfter(c) => format!(
+                "code = Unknown desc = failed to {op_name} using key {}: {c} Encountered internal server error. Please try again. (InternalServerError)",
+                key.key_id
+            ),
+            Fault::Drop | Fault::DropAfter => format!(
+                "code = Unavailable desc = failed to {op_name} using key {}: read: connection reset by peer",
+                key.key_id
+            ),
+            Fault::Hang(_) => "code = DeadlineExceeded desc = context deadline exceeded".to_string(),
+        };
+        let hold = match fault {
+            Fault::Hang(hold) => hold,
+            _ => std::time::Duration::ZERO,
+        };
+        let mut e = K8sError::internal(format!("rpc error: {desc}"));
+        e.kms_fault = Some(super::KmsFault {
+            label: fault.kms_label(),
+            hold,
+        });
+        Err(e)
     }
 
     /// Transforms an object for storage under `etcd_key`.

@@ -28,7 +28,24 @@ pub struct K8sError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+    /// The injected KMS fault behind this failure, if any (logged on the request; a hang is
+    /// held before the answer is sent).
+    pub kms_fault: Option<KmsFault>,
 }
+
+/// An injected fault on a cluster's KMS call (see `faults::Service::Kms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KmsFault {
+    /// The request log's label: `kms-throttle`, `kms-5xx`, `kms-drop` or `kms-hang`.
+    pub label: &'static str,
+    /// How long the API server waits on the hung plugin call before answering.
+    pub hold: std::time::Duration,
+}
+
+/// Marks a response whose failure an injected KMS fault caused, with the fault's label, for the
+/// request log.
+#[derive(Debug, Clone, Copy)]
+pub struct KmsFaulted(pub &'static str);
 
 impl K8sError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
@@ -36,6 +53,7 @@ impl K8sError {
             code,
             reason,
             message: message.into(),
+            kms_fault: None,
         }
     }
     pub fn internal(message: impl Into<String>) -> Self {
@@ -62,10 +80,14 @@ impl From<rusqlite::Error> for K8sError {
 impl IntoResponse for K8sError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json(
+        let mut response = json(
             status,
             j!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code}),
-        )
+        );
+        if let Some(fault) = self.kms_fault {
+            response.extensions_mut().insert(KmsFaulted(fault.label));
+        }
+        response
     }
 }
 
@@ -247,21 +269,80 @@ fn status_ok(kind: Kind, name: &str) -> Response {
     )
 }
 
-/// Every request under `/k8s/...`.
+/// Every request under `/k8s/...`. A failure caused by a hung KMS call is answered only after
+/// the hang's hold, by an async sleep of this request alone.
 pub async fn handle(
     State(state): State<Shared>,
+    peer: Option<axum::Extension<crate::pki::PeerCertificates>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match route(&state, &method, &uri, &headers, &body) {
+    let peer = peer.map(|axum::Extension(p)| p).unwrap_or_default();
+    match route(&state, &peer, &method, &uri, &headers, &body) {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if let Some(hold) = e.kms_fault.map(|f| f.hold).filter(|h| !h.is_zero()) {
+                tokio::time::sleep(hold).await;
+            }
+            e.into_response()
+        }
     }
 }
 
-fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> K8sResult {
+fn unauthorized() -> K8sError {
+    K8sError::new(401, "Unauthorized", "Unauthorized")
+}
+
+/// Whether the cluster was created with Entra integration (`aadProfile.managed`).
+pub fn entra_integrated(doc: &Value) -> bool {
+    doc["properties"]["aadProfile"]["managed"] == j!(true)
+}
+
+/// Whether the cluster refuses local accounts (`disableLocalAccounts`, only with Entra).
+pub fn local_accounts_disabled(doc: &Value) -> bool {
+    entra_integrated(doc) && doc["properties"]["disableLocalAccounts"] == j!(true)
+}
+
+/// Authenticates a request to a cluster's API server, as AKS's API server does:
+/// - a client certificate issued by **this cluster's** CA (the admin kubeconfig), unless the
+///   cluster disables local accounts;
+/// - on an Entra-integrated cluster, a bearer token from this cloud's Entra for the AKS server
+///   application ([`crate::state::AKS_SERVER_APP_ID`]), not expired or revoked;
+/// - anything else — no credential, a certificate of another CA, a token for another audience,
+///   any token on a cluster without Entra integration — is `401 Unauthorized`.
+fn authenticate(
+    state: &Shared,
+    doc: &Value,
+    cluster_id: &str,
+    peer: &crate::pki::PeerCertificates,
+    headers: &HeaderMap,
+) -> Result<(), K8sError> {
+    if !peer.0.is_empty() && !local_accounts_disabled(doc) {
+        let trusted = crate::pki::verify(state, cluster_id, &peer.0).map_err(|e| K8sError::internal(e.to_string()))?;
+        if trusted {
+            return Ok(());
+        }
+    }
+    if headers.contains_key(header::AUTHORIZATION) && entra_integrated(doc) {
+        let caller =
+            crate::entra::authenticate(state, headers, crate::state::AKS_SERVER_APP_ID).map_err(|_| unauthorized())?;
+        if caller.tenant_id == state.tenant_id {
+            return Ok(());
+        }
+    }
+    Err(unauthorized())
+}
+
+fn route(
+    state: &Shared,
+    peer: &crate::pki::PeerCertificates,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> K8sResult {
     let path = uri.path().strip_prefix("/k8s").unwrap_or_default();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if segs.len() < 8 {
@@ -271,14 +352,7 @@ fn route(state: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
     let doc = crate::arm::clusters::settle(state, &cluster_id)
         .map_err(|e| K8sError::internal(e.message))?
         .ok_or_else(|| K8sError::not_found("clusters", &cluster_id))?;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let expected = doc["properties"]["kmsflowAdminToken"].as_str();
-    if token.is_none() || token != expected {
-        return Err(K8sError::new(401, "Unauthorized", "Unauthorized"));
-    }
+    authenticate(state, &doc, &cluster_id, peer, headers)?;
     let query = crate::http::query_map(uri);
     let api = ApiServer::new(state, doc);
     api.ensure_namespaces()?;

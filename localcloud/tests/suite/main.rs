@@ -5,7 +5,9 @@ mod common;
 
 mod apiserver;
 mod clusters;
+mod credentials;
 mod entra_and_arm;
+mod fault_kinds;
 mod faults_and_log;
 mod keyvault;
 mod kubectl;

@@ -259,7 +259,6 @@ async fn rewrite_of_10000_secrets_reads_no_data_and_loses_no_concurrent_edit() {
             let resp = kube
                 .http
                 .patch(url)
-                .bearer_auth(&kube.token)
                 .header("content-type", "application/merge-patch+json")
                 .header("accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
                 .body(serde_json::json!({"data": {"edited": "eWVz"}}).to_string())

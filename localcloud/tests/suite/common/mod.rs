@@ -430,12 +430,51 @@ pub fn public_kms(key_id: &str) -> Value {
     serde_json::json!({"enabled": true, "keyId": key_id, "keyVaultNetworkAccess": "Public", "keyVaultResourceId": ""})
 }
 
-/// A client of one cluster's Kubernetes API, built from its admin kubeconfig.
+/// A client of one cluster's Kubernetes API, built from its admin kubeconfig (the client
+/// certificate is in `http`), or holding an Entra token in `token`.
 pub struct Kube {
     pub http: reqwest::Client,
     pub server: String,
-    pub token: String,
+    /// A bearer token sent with every request (Entra-integrated clusters), if any.
+    pub token: Option<String>,
     pub cluster_id: String,
+}
+
+/// The decoded kubeconfig YAML of a `CredentialResults` answer.
+pub fn kubeconfig_yaml(creds: &Value) -> String {
+    use base64::Engine;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(creds["kubeconfigs"][0]["value"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The value of the first `key:` line of a kubeconfig.
+pub fn kubeconfig_field(yaml: &str, key: &str) -> Option<String> {
+    yaml.lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .map(|v| v.trim().to_string())
+}
+
+/// An HTTP client trusting the cloud's CA that presents the client certificate of `yaml` (a
+/// kubeconfig with `client-certificate-data` / `client-key-data`).
+pub fn client_with_certificate(profile: &CloudProfile, yaml: &str) -> reqwest::Client {
+    use base64::Engine;
+    let decode = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(kubeconfig_field(yaml, k).unwrap_or_else(|| panic!("kubeconfig has no {k}")))
+            .unwrap()
+    };
+    let mut pem = decode("client-certificate-data:");
+    pem.extend(decode("client-key-data:"));
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(profile.ca_pem.as_bytes()).unwrap())
+        .dns_resolver(Arc::new(Loopback))
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
 }
 
 impl Cloud {
@@ -454,6 +493,7 @@ impl Cloud {
         self.kube(name).await
     }
 
+    /// A client of cluster `name` with its admin kubeconfig's client certificate.
     pub async fn kube(&self, name: &str) -> Kube {
         let (status, creds) = self
             .arm(
@@ -462,25 +502,12 @@ impl Cloud {
                 None,
             )
             .await;
-        assert_eq!(status, StatusCode::OK);
-        use base64::Engine;
-        let yaml = String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(creds["kubeconfigs"][0]["value"].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
-        let field = |k: &str| {
-            yaml.lines()
-                .find_map(|l| l.trim().strip_prefix(k))
-                .unwrap()
-                .trim()
-                .to_string()
-        };
+        assert_eq!(status, StatusCode::OK, "{creds}");
+        let yaml = kubeconfig_yaml(&creds);
         Kube {
-            http: self.http.clone(),
-            server: field("server:"),
-            token: field("token:"),
+            http: client_with_certificate(&self.profile, &yaml),
+            server: kubeconfig_field(&yaml, "server:").unwrap(),
+            token: None,
             cluster_id: self.cluster_id(name),
         }
     }
@@ -542,10 +569,10 @@ impl Cloud {
 
 impl Kube {
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.server))
-            .bearer_auth(&self.token);
+        let mut req = self.http.request(method, format!("{}{path}", self.server));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -565,10 +592,11 @@ impl Kube {
     pub async fn touch(&self, ns: &str, name: &str, rv: &str) -> (StatusCode, Value) {
         let body = serde_json::json!({"metadata": {"resourceVersion": rv}});
         let url = format!("{}/api/v1/namespaces/{ns}/secrets/{name}", self.server);
-        let resp = self
-            .http
-            .patch(url)
-            .bearer_auth(&self.token)
+        let mut req = self.http.patch(url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .header("content-type", "application/merge-patch+json")
             .body(body.to_string())
             .send()
@@ -580,10 +608,11 @@ impl Kube {
 
     /// Rewrites every secret with no-op updates (metadata-only list, then one touch each).
     pub async fn rewrite_all(&self) -> usize {
-        let resp = self
-            .http
-            .get(format!("{}/api/v1/secrets", self.server))
-            .bearer_auth(&self.token)
+        let mut req = self.http.get(format!("{}/api/v1/secrets", self.server));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .header(
                 "accept",
                 "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",

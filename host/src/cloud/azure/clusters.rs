@@ -120,33 +120,54 @@ impl AzureBackend {
         // while a role assignment kmsflow made was still propagating.
         let done = self
             .through_propagation("aks.set-kms", || async {
-                let mut doc = self.arm.get(cluster, &self.versions.clusters).await?.body;
-                let current = cluster_of(&doc);
-                if let Some(existing) = &current.kms {
-                    let same = existing.enabled == kms.enabled
-                        && (!kms.enabled
-                            || (existing.key_id == kms.key_id && existing.network_access == kms.network_access));
-                    if same && current.provisioning_state == "Succeeded" {
-                        return Ok(doc);
+                // A 412 after a retry means an earlier attempt changed the cluster (its answer
+                // was lost): read again and judge from what is there now.
+                let mut after_412 = false;
+                for _ in 0..3 {
+                    match self.try_put_kms(cluster, kms, after_412).await {
+                        Err(CloudError::Service { status: 412, .. }) => after_412 = true,
+                        other => return other,
                     }
                 }
-                let block = if kms.enabled {
-                    kms_block(kms)
-                } else {
-                    // `az aks update --disable-azure-keyvault-kms` keeps the other fields.
-                    let mut b = doc["properties"]["securityProfile"]["azureKeyVaultKms"].clone();
-                    if !b.is_object() {
-                        b = json!({});
-                    }
-                    b["enabled"] = json!(false);
-                    b
-                };
-                doc["properties"]["securityProfile"]["azureKeyVaultKms"] = block;
-                self.put_and_wait(cluster, &doc).await
+                self.try_put_kms(cluster, kms, true).await
             })
             .await
             .map_err(guest)?;
         Ok(cluster_of(&done))
+    }
+
+    /// One read-modify-write of the KMS block (see [`AzureBackend::put_kms`]).
+    /// `after_412`: an earlier attempt of this call was refused because the cluster had changed;
+    /// if it now shows the very change asked for, still in progress, that attempt made it (its
+    /// answer was lost), so wait for it. Otherwise an operation in progress is somebody else's,
+    /// and AKS's `409 OperationNotAllowed` is the answer.
+    async fn try_put_kms(&self, cluster: &ResourceId, kms: &KmsConfig, after_412: bool) -> Result<Value, CloudError> {
+        let read = self.arm.get(cluster, &self.versions.clusters).await?;
+        let current = cluster_of(&read.body);
+        if let Some(existing) = &current.kms {
+            let same = existing.enabled == kms.enabled
+                && (!kms.enabled || (existing.key_id == kms.key_id && existing.network_access == kms.network_access));
+            if same && current.provisioning_state == "Succeeded" {
+                return Ok(read.body);
+            }
+            if same && after_412 && !matches!(current.provisioning_state.as_str(), "Failed" | "Canceled") {
+                return Ok(self.arm.wait(cluster, &self.versions.clusters, read).await?.body);
+            }
+        }
+        let mut doc = read.body;
+        let block = if kms.enabled {
+            kms_block(kms)
+        } else {
+            // `az aks update --disable-azure-keyvault-kms` keeps the other fields.
+            let mut b = doc["properties"]["securityProfile"]["azureKeyVaultKms"].clone();
+            if !b.is_object() {
+                b = json!({});
+            }
+            b["enabled"] = json!(false);
+            b
+        };
+        doc["properties"]["securityProfile"]["azureKeyVaultKms"] = block;
+        self.put_and_wait(cluster, &doc).await
     }
 
     /// Creates the cluster (`If-None-Match: *`) unless it exists, and waits.

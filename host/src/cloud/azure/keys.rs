@@ -88,18 +88,34 @@ impl AzureBackend {
     pub(super) async fn ensure_rsa_key(&self, vault: &ResourceId, name: &str, size: u32) -> R<KeyVersion> {
         checked(name, None)?;
         let base = self.vault_base(vault).await?;
-        match self.kv_call(Method::GET, &base, &["keys", name], None).await {
-            Ok(r) => Ok(key_version_of(&r.body)),
-            Err(e) if e.status() == Some(404) => {
-                let body =
-                    json!({"kty": "RSA", "key_size": size, "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
-                let created = self
-                    .kv_call(Method::POST, &base, &["keys", name, "create"], Some(&body))
-                    .await
-                    .map_err(guest)?;
-                Ok(key_version_of(&created.body))
+        let policy = self.arm.policy();
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        // Creating is not idempotent: one POST per attempt, and before each the key is looked
+        // up again, so an attempt whose answer was lost is found instead of repeated.
+        loop {
+            match self.kv_call(Method::GET, &base, &["keys", name], None).await {
+                Ok(r) => return Ok(key_version_of(&r.body)),
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(guest(e)),
             }
-            Err(e) => Err(guest(e)),
+            let body =
+                json!({"kty": "RSA", "key_size": size, "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
+            let path = ["keys", name, "create"];
+            let create = || self.kv.call_once(Method::POST, &base, &path, Some(&body));
+            match self.through_propagation("keyvault.ensure-key", create).await {
+                Ok(created) => return Ok(key_version_of(&created.body)),
+                Err(CloudError::Unavailable(why)) => {
+                    attempt += 1;
+                    let delay = policy.delay(attempt, None);
+                    if attempt >= policy.max_attempts || started.elapsed() + delay > policy.deadline {
+                        return Err(guest(CloudError::Unavailable(why)));
+                    }
+                    crate::cloud::wire::record_retry("create key: checking the last attempt");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(guest(e)),
+            }
         }
     }
 

@@ -35,6 +35,17 @@ pub struct QuickstartArgs {
     /// Secrets to seed.
     #[arg(long, default_value_t = 300)]
     secrets: usize,
+    /// Run the lifecycle through a storm of faults on every service (Entra, ARM, Key Vault, the
+    /// API server and its KMS calls), deterministic from this seed: 20 % throttling, 5 % 5xx
+    /// (half of them after the request took effect), 5 % dropped connections (half of them
+    /// after it took effect).
+    #[arg(long)]
+    storm: Option<u64>,
+    /// Seed the cluster with Entra integration and `disableLocalAccounts`: kmsflow reaches its
+    /// API server with Entra tokens for the AKS server application instead of the admin
+    /// credential (which such a cluster refuses).
+    #[arg(long)]
+    no_local_accounts: bool,
 }
 
 pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u8, Failure> {
@@ -65,7 +76,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
         "/_admin/clusters",
         Some(
             json!({"resource_group": "rg-quickstart", "name": "aks-quickstart", "kubernetes_version": "1.26",
-            "vnet_integration": true, "identity": "UserAssigned"}),
+            "vnet_integration": true, "identity": "UserAssigned", "disable_local_accounts": args.no_local_accounts}),
         ),
     )
     .await?;
@@ -80,6 +91,13 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
         "seeded aks-quickstart (Kubernetes 1.26, API server VNet integration) with {} secrets",
         args.secrets
     );
+    if let Some(seed) = args.storm {
+        let storm = json!({"seed": seed, "throttle_percent": 20, "retry_after_s": 1,
+            "error_percent": 3, "error_after_percent": 2, "drop_percent": 3, "lost_response_percent": 2,
+            "services": ["entra", "arm", "graph", "keyvault", "apiserver", "kms"]});
+        local::admin(&state, reqwest::Method::PUT, "/_admin/faults", Some(storm)).await?;
+        eprintln!("storm on (seed {seed}): 20 % throttling, 5 % 5xx, 5 % dropped connections on every service");
+    }
 
     let dir = temp.path().join("workflows");
     for (name, text) in FILES {

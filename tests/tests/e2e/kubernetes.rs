@@ -418,3 +418,72 @@ async fn two_hundred_capability_calls_survive_throttling_5xx_and_dropped_connect
     assert!(reasons.iter().any(|r| r == "connection failed"), "{reasons:?}");
     assert!(calls.iter().all(|(_, r, _, requests)| requests > r));
 }
+
+/// A cluster with Entra integration and `disableLocalAccounts` refuses the admin credential; the
+/// host reaches its API server with an Entra token for the AKS server application, which it
+/// obtains itself (no kubelogin), and the credential request never happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_local_accounts_is_reached_with_entra_tokens() {
+    let c = start().await;
+    let (status, seeded) = c
+        .admin(
+            Method::POST,
+            "/_admin/clusters",
+            Some(
+                serde_json::json!({"resource_group": "rg1", "name": "aks-entra", "kubernetes_version": "1.30",
+                "identity": "UserAssigned", "disable_local_accounts": true}),
+            ),
+        )
+        .await;
+    assert!(status.is_success(), "{seeded}");
+    c.seed_secrets("aks-entra", 7, 1).await;
+    let cluster = c.cluster_id("aks-entra");
+    let target = target(&c).await;
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-hostile").await;
+    let (_, before) = c.admin(Method::GET, "/_admin/requests", None).await;
+    let after = before["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["seq"].as_i64())
+        .max()
+        .unwrap_or(0);
+    let step = StepRun {
+        id: "count".into(),
+        params: vec![
+            param("mode", text("kube-count")),
+            param("targets", Value::TextList(vec![cluster.clone()])),
+        ],
+        grants: Grants::new(vec![Grant::new(&cluster, &["read"]).unwrap()]),
+        limits: StepLimits::default(),
+    };
+    let outputs = rt
+        .run_step(&plugin, step, &target, &Recorder::default().options())
+        .await
+        .outcome
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out_text(&outputs, "results"), "ok:7");
+    let (_, log) = c
+        .admin(Method::GET, &format!("/_admin/requests?after={after}"), None)
+        .await;
+    let paths: Vec<String> = log["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap_or_default().to_ascii_lowercase())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("/listclusterusercredential")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.ends_with("/listclusteradmincredential")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.starts_with("/k8s/")),
+        "the API server was reached: {paths:?}"
+    );
+}

@@ -23,6 +23,16 @@ struct Env {
 
 async fn env() -> Env {
     let c = start().await;
+    // Azure on an ordinary day, briefly: operations answered in ARM's three shapes in turn, a new
+    // vault provisioning for a second, role assignments taking effect after a second.
+    let (status, body) = c
+        .admin(
+            Method::PUT,
+            "/_admin/settings",
+            Some(json!({"lro_shape": "rotate", "vault_provisioning_ms": 1000, "rbac_propagation_ms": 1000})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
     c.resource_group("rg1").await;
     let target = Target::local(c.dir.path()).await.unwrap();
     let cache = tempfile::tempdir().unwrap();

@@ -307,6 +307,24 @@ impl Cloud {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "create vault {name}: {body}");
+        // A new vault provisions (`RegisteringDns`) before its data plane answers, when the
+        // cloud is set up so: wait for `Succeeded`, as a client of Azure must.
+        let mut state = body["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for _ in 0..600 {
+            if state == "Succeeded" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let (_, doc) = self.arm(Method::GET, &id, None).await;
+            state = doc["properties"]["provisioningState"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+        }
+        assert_eq!(state, "Succeeded", "vault {name} never finished provisioning");
         id
     }
 

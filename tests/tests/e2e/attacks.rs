@@ -453,3 +453,60 @@ async fn crypto_access_is_judged_from_the_role_definitions_data_actions() {
     let results = hostile(&c, "kv-can-encrypt", &who, &[("path", &vault)], grants).await;
     assert_eq!(results, ["ok:true", "precondition:AccessOnlyThroughGroup"]);
 }
+
+/// On a bad day the answer to "create a key version" can be lost after the version was made. A
+/// retry must find that version, not make another: under lost answers and after-the-fact 5xx on
+/// Key Vault, one `new-key-version` call leaves exactly one new version, for every seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_never_makes_a_second_key_version() {
+    let c = start().await;
+    c.resource_group("rg1").await;
+    let s = c.kms_setup("kv-lost1").await;
+    let key_name = s.key_id.split('/').nth(4).unwrap().to_string();
+    let versions_path = format!("/keys/{key_name}/versions");
+    let grants = Grants::new(vec![Grant::new(&s.vault, &["read", "keys"]).unwrap()]);
+    for seed in 1..=5u64 {
+        let before = key_versions(&c, "kv-lost1", &versions_path).await;
+        let (status, _) = c
+            .admin(
+                Method::PUT,
+                "/_admin/faults",
+                Some(
+                    serde_json::json!({"seed": seed, "lost_response_percent": 30, "error_after_percent": 20,
+                    "services": ["keyvault"]}),
+                ),
+            )
+            .await;
+        assert!(status.is_success());
+        let results = hostile(
+            &c,
+            "kv-new-version",
+            &[key_name.clone()],
+            &[("path", &s.vault)],
+            grants.clone(),
+        )
+        .await;
+        c.admin(Method::PUT, "/_admin/faults", Some(serde_json::json!({"seed": 0})))
+            .await;
+        assert!(results[0].starts_with("ok:"), "seed {seed}: {results:?}");
+        let (_, log) = c.admin(Method::GET, "/_admin/requests", None).await;
+        let after_faults = log["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["fault"].as_str().is_some_and(|f| f.ends_with("-after")))
+            .count();
+        assert!(
+            after_faults > 0,
+            "seed {seed}: no after-the-fact fault happened, the test proves nothing"
+        );
+        let now = key_versions(&c, "kv-lost1", &versions_path).await;
+        assert_eq!(now, before + 1, "seed {seed}: exactly one new version");
+    }
+}
+
+/// How many versions the local cloud holds at `path` (`/keys/{name}/versions`) of `vault`.
+async fn key_versions(c: &Cloud, vault: &str, path: &str) -> usize {
+    let (_, list) = c.kv(Method::GET, vault, path, None).await;
+    list["value"].as_array().map_or(0, Vec::len)
+}

@@ -98,6 +98,7 @@ impl Plugin for Hostile {
                 "kv-get-vault" => outcome(keyvault::get_vault(&t), |v| v.name),
                 "kv-key-name" => outcome(keyvault::get_key(&path, &t, None), |k| k.name),
                 "kv-key-version" => outcome(keyvault::get_key(&path, "k1", Some(&t)), |k| k.version),
+                "kv-new-version" => outcome(keyvault::new_key_version(&path, &t), |k| k.version),
                 "kv-can-encrypt" => outcome(keyvault::can_encrypt_decrypt(&path, "k1", &t), |b| b.to_string()),
                 "identity-get" => outcome(identity::get_user_assigned(&t), |i| i.id),
                 other => {

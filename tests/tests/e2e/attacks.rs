@@ -481,7 +481,7 @@ async fn a_lost_answer_never_makes_a_second_key_version() {
         let results = hostile(
             &c,
             "kv-new-version",
-            &[key_name.clone()],
+            std::slice::from_ref(&key_name),
             &[("path", &s.vault)],
             grants.clone(),
         )

@@ -216,9 +216,11 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(verbose: u8) {
+    // kube's trace layer logs every non-2xx answer at ERROR; kmsflow retries those itself and
+    // records each attempt (journal, `-v`), so kube's lines only show at `-vv`.
     let level = match verbose {
-        0 => "warn",
-        1 => "kmsflow=debug,info",
+        0 => "warn,kube_client=off",
+        1 => "kmsflow=debug,info,kube_client=off",
         _ => "kmsflow=trace,debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KMSFLOW_LOG")

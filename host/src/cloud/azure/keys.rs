@@ -88,22 +88,48 @@ impl AzureBackend {
     pub(super) async fn ensure_rsa_key(&self, vault: &ResourceId, name: &str, size: u32) -> R<KeyVersion> {
         checked(name, None)?;
         let base = self.vault_base(vault).await?;
+        let find = || async {
+            match self.kv_call(Method::GET, &base, &["keys", name], None).await {
+                Ok(r) => Ok(Some(key_version_of(&r.body))),
+                Err(e) if e.status() == Some(404) => Ok(None),
+                Err(e) => Err(guest(e)),
+            }
+        };
+        let body = || async {
+            Ok(json!({"kty": "RSA", "key_size": size, "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]}))
+        };
+        self.create_checked("keyvault.ensure-key", &base, name, find, body)
+            .await
+    }
+
+    /// Creates a key or key version with one POST per attempt, looking (`find`) before every
+    /// attempt for what an earlier one made: creating is not idempotent, so a POST retried after
+    /// its answer was lost would make a second one. `body` is computed per attempt.
+    async fn create_checked<F, FFut, B, BFut>(
+        &self,
+        what: &'static str,
+        base: &url::Url,
+        name: &str,
+        find: F,
+        body: B,
+    ) -> R<KeyVersion>
+    where
+        F: Fn() -> FFut,
+        FFut: std::future::Future<Output = R<Option<KeyVersion>>>,
+        B: Fn() -> BFut,
+        BFut: std::future::Future<Output = R<Value>>,
+    {
         let policy = self.arm.policy();
         let started = std::time::Instant::now();
         let mut attempt = 0u32;
-        // Creating is not idempotent: one POST per attempt, and before each the key is looked
-        // up again, so an attempt whose answer was lost is found instead of repeated.
         loop {
-            match self.kv_call(Method::GET, &base, &["keys", name], None).await {
-                Ok(r) => return Ok(key_version_of(&r.body)),
-                Err(e) if e.status() == Some(404) => {}
-                Err(e) => return Err(guest(e)),
+            if let Some(found) = find().await? {
+                return Ok(found);
             }
-            let body =
-                json!({"kty": "RSA", "key_size": size, "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
+            let body = body().await?;
             let path = ["keys", name, "create"];
-            let create = || self.kv.call_once(Method::POST, &base, &path, Some(&body));
-            match self.through_propagation("keyvault.ensure-key", create).await {
+            let create = || self.kv.call_once(Method::POST, base, &path, Some(&body));
+            match self.through_propagation(what, create).await {
                 Ok(created) => return Ok(key_version_of(&created.body)),
                 Err(CloudError::Unavailable(why)) => {
                     attempt += 1;
@@ -111,7 +137,7 @@ impl AzureBackend {
                     if attempt >= policy.max_attempts || started.elapsed() + delay > policy.deadline {
                         return Err(guest(CloudError::Unavailable(why)));
                     }
-                    crate::cloud::wire::record_retry("create key: checking the last attempt");
+                    crate::cloud::wire::record_retry(&format!("{what}: checking the last attempt"));
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(guest(e)),
@@ -174,17 +200,8 @@ impl AzureBackend {
         let call = format!("{}:{}", auth.step(), auth.seq());
         let tagged = |k: &KeyVersion, tag: &str, value: &str| k.tags.iter().any(|(t, v)| t == tag && v == value);
         let base = self.vault_base(vault).await?;
-        let policy = self.arm.policy();
-        let started = std::time::Instant::now();
-        let mut attempt = 0u32;
-        loop {
+        let find = || async {
             let existing = self.key_versions(vault, name).await?;
-            if let Some(found) = existing
-                .iter()
-                .find(|k| tagged(k, "kmsflow-run", &run) && tagged(k, "kmsflow-call", &call))
-            {
-                return Ok(found.clone());
-            }
             if existing.is_empty() {
                 return Err(CapabilityError::guest(
                     ErrorKind::NotFound,
@@ -192,6 +209,11 @@ impl AzureBackend {
                     format!("key {name} has no versions to rotate"),
                 ));
             }
+            Ok(existing
+                .into_iter()
+                .find(|k| tagged(k, "kmsflow-run", &run) && tagged(k, "kmsflow-call", &call)))
+        };
+        let body = || async {
             let current = self
                 .kv_call(Method::GET, &base, &["keys", name], None)
                 .await
@@ -207,24 +229,11 @@ impl AzureBackend {
                 Some(ops) if !ops.is_empty() => Value::Array(ops.clone()),
                 _ => json!(["encrypt", "decrypt", "wrapKey", "unwrapKey"]),
             };
-            let body = json!({"kty": kty, "key_size": size, "key_ops": ops,
-                "tags": {"kmsflow-run": run, "kmsflow-call": call}});
-            let path = ["keys", name, "create"];
-            let create = || self.kv.call_once(Method::POST, &base, &path, Some(&body));
-            match self.through_propagation("keyvault.new-key-version", create).await {
-                Ok(created) => return Ok(key_version_of(&created.body)),
-                Err(CloudError::Unavailable(why)) => {
-                    attempt += 1;
-                    let delay = policy.delay(attempt, None);
-                    if attempt >= policy.max_attempts || started.elapsed() + delay > policy.deadline {
-                        return Err(guest(CloudError::Unavailable(why)));
-                    }
-                    crate::cloud::wire::record_retry("create key version: checking the last attempt");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err(guest(e)),
-            }
-        }
+            Ok(json!({"kty": kty, "key_size": size, "key_ops": ops,
+                "tags": {"kmsflow-run": run, "kmsflow-call": call}}))
+        };
+        self.create_checked("keyvault.new-key-version", &base, name, find, body)
+            .await
     }
 
     /// Disables one version (never deletes it).

@@ -1,7 +1,8 @@
 //! `kmsflow plan`: validation is the run stopped before the first write. Every step runs against
 //! the real target with a policy hook that refuses the first state-changing call; that call (name,
-//! resource, arguments) is what the step would change. Steps that need the outputs of a step that
-//! stopped cannot be planned further and say so.
+//! resource, arguments) is what the step would change. A step that needs an output only a write
+//! would produce is not run: its parameters are listed, those values "known after apply" (as
+//! Terraform says) and the rest known, and the plan goes on — such a step is not a failure.
 
 use crate::capabilities::{Call, CallHooks};
 use crate::pipeline::{Pipeline, Ref};
@@ -22,11 +23,51 @@ pub struct StepPlan {
     pub plugin: String,
     /// The first change the step would make: `call resource args`; `None` if it made none.
     pub change: Option<String>,
-    /// Why the step could not be planned (it failed before any write, or depends on a step
-    /// that would change something first).
+    /// Why the step could not be planned: it failed before any write.
     pub blocked: Option<String>,
     /// Its `when` did not hold.
     pub skipped: bool,
+    /// Its parameters whose values are known now (`name`, value as the pipeline gives it).
+    pub known: Vec<(String, String)>,
+    /// Its parameters (or its `when`) whose values only an earlier step's write would produce:
+    /// `name ← steps.ID.outputs.NAME`. Non-empty means the step was not run by the plan.
+    pub after_apply: Vec<String>,
+}
+
+/// Splits a step's parameters into known values and values known only after apply (those that
+/// refer to the outputs of a step in `stopped`).
+fn values(step: &PreparedStep, stopped: &HashSet<String>) -> (Vec<(String, String)>, Vec<String>) {
+    let mut known = Vec::new();
+    let mut after = Vec::new();
+    let unknown_refs = |refs: Vec<Ref>| -> Vec<String> {
+        refs.into_iter()
+            .filter_map(|r| match r {
+                Ref::Output { step, output } if stopped.contains(&step) => {
+                    Some(format!("steps.{step}.outputs.{output}"))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    for p in &step.spec.with {
+        let unknown = unknown_refs(crate::pipeline::template::refs(&p.value).unwrap_or_default());
+        if unknown.is_empty() {
+            let text = match &p.value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            known.push((p.name.clone(), text));
+        } else {
+            after.push(format!("{} ← {}", p.name, unknown.join(", ")));
+        }
+    }
+    if let Some((c, _)) = &step.spec.when {
+        let unknown = unknown_refs(c.refs().unwrap_or_default());
+        if !unknown.is_empty() {
+            after.push(format!("when ← {}", unknown.join(", ")));
+        }
+    }
+    (known, after)
 }
 
 #[derive(Default)]
@@ -57,20 +98,6 @@ impl CallHooks for StopAtFirstWrite {
     }
 }
 
-fn depends_on(step: &PreparedStep, stopped: &HashSet<String>) -> Option<String> {
-    let mut refs = Vec::new();
-    for p in &step.spec.with {
-        refs.extend(crate::pipeline::template::refs(&p.value).unwrap_or_default());
-    }
-    if let Some((c, _)) = &step.spec.when {
-        refs.extend(c.refs().unwrap_or_default());
-    }
-    refs.into_iter().find_map(|r| match r {
-        Ref::Output { step, .. } if stopped.contains(&step) => Some(step),
-        _ => None,
-    })
-}
-
 /// Plans `prepared` against `target`, in order: each step sees the outputs of the earlier steps
 /// that finished without changing anything.
 pub async fn plan(
@@ -86,16 +113,18 @@ pub async fn plan(
     for step in prepared {
         let id = step.spec.id.clone();
         let plugin = step.plugin.name.clone();
-        if let Some(dep) = depends_on(&step, &stopped) {
+        let (known, after_apply) = values(&step, &stopped);
+        if !after_apply.is_empty() {
+            // Its own outputs are unknown too: later steps that use them wait for apply as well.
             stopped.insert(id.clone());
             out.push(StepPlan {
                 step: id,
                 plugin,
                 change: None,
-                blocked: Some(format!(
-                    "needs the outputs of `{dep}`, which would change something first"
-                )),
+                blocked: None,
                 skipped: false,
+                known,
+                after_apply,
             });
             continue;
         }
@@ -140,6 +169,8 @@ pub async fn plan(
             change,
             blocked,
             skipped,
+            known,
+            after_apply: Vec::new(),
         });
     }
     out

@@ -347,12 +347,19 @@ pub fn plan(output: Output, pipeline: &kmsflow::Pipeline, plan: &[kmsflow::plan:
             println!("plan for {}:", pipeline.name);
             for s in plan {
                 let what = match (&s.change, &s.blocked, s.skipped) {
+                    _ if !s.after_apply.is_empty() => "runs after apply, with values known only then".to_string(),
                     (_, _, true) => "skipped (its `when` does not hold)".to_string(),
                     (Some(c), _, _) => format!("would change: {c}"),
                     (None, Some(b), _) => format!("cannot plan: {b}"),
                     (None, None, false) => "no changes".to_string(),
                 };
                 println!("  {} ({}): {what}", s.step, s.plugin);
+                for (name, value) in &s.known {
+                    println!("      {name} = {value}");
+                }
+                for unknown in &s.after_apply {
+                    println!("      {unknown} (known after apply)");
+                }
             }
         }
     }

@@ -350,7 +350,7 @@ impl Runtime {
                 }
                 other => other,
             })?;
-            check_params(step, &plugin.info, &earlier)?;
+            check_params(step, &plugin.info, &earlier, &pipeline.unknown)?;
             earlier.insert(step.id.clone(), plugin.info.outputs.clone());
             prepared.push(PreparedStep {
                 plugin,

@@ -501,6 +501,54 @@ fn exit_0_when_every_step_succeeds() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
+/// `validate` needs no values: every shipped workflow validates with no `--set`, naming its
+/// unknowns; a literal that is wrong is still refused with its location; `run` still needs them.
+#[test]
+fn validate_checks_structure_without_values_and_run_still_needs_them() {
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&workflows).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let out = kmsflow_in(dir.path(), &["validate", path.to_str().unwrap(), "--output", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), text(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["valid"], true);
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} shipped workflows");
+    let rotate = workflows.join("rotate.toml");
+    let out = kmsflow_in(dir.path(), &["validate", rotate.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("unknown until run") && stdout.contains("cluster"),
+        "{stdout}"
+    );
+    // A literal is still checked: a wildcard scope through a variable is refused, located.
+    let out = kmsflow_in(
+        dir.path(),
+        &[
+            "validate",
+            rotate.to_str().unwrap(),
+            "--set",
+            "resource-group=/subscriptions/*",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("rotate.toml:"), "{}", text(&out.stderr));
+    // `run` needs every value.
+    let out = kmsflow_in(dir.path(), &["run", rotate.to_str().unwrap(), "--target", "offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is required and has no value"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn exit_1_when_a_step_fails() {
     let dir = tempfile::tempdir().unwrap();

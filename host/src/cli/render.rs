@@ -314,7 +314,9 @@ pub fn validated(output: Output, pipeline: &kmsflow::Pipeline, prepared: &[kmsfl
                 .iter()
                 .filter_map(|(k, v)| serde_json::to_value(v).ok().map(|v| (k.clone(), v)))
                 .collect();
-            let doc = json!({"pipeline": pipeline.name, "valid": true, "sha256": pipeline.sha256, "vars": vars, "steps": steps});
+            let unknown: Vec<&String> = pipeline.unknown.keys().collect();
+            let doc = json!({"pipeline": pipeline.name, "valid": true, "sha256": pipeline.sha256, "vars": vars,
+                "unknown": unknown, "steps": steps});
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Output::Text => {
@@ -331,6 +333,10 @@ pub fn validated(output: Output, pipeline: &kmsflow::Pipeline, prepared: &[kmsfl
                     p.plugin.name(),
                     &p.plugin.sha256()[..12]
                 );
+            }
+            if !pipeline.unknown.is_empty() {
+                let names: Vec<&str> = pipeline.unknown.keys().map(String::as_str).collect();
+                println!("  unknown until run (checked by type only): {}", names.join(", "));
             }
         }
     }

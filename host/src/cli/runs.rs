@@ -93,11 +93,13 @@ async fn load_and_prepare(
     pipeline_path: &Path,
     files: Vec<PathBuf>,
     set: Vec<(String, String)>,
+    allow_unknown: bool,
 ) -> Result<(Pipeline, Vec<kmsflow::PreparedStep>), Failure> {
     let var_inputs = VarInputs {
         files,
         set,
         values: BTreeMap::new(),
+        allow_unknown,
     };
     let pipeline = Pipeline::load(pipeline_path, &var_inputs).map_err(invalid)?;
     let prepared = runtime
@@ -165,7 +167,7 @@ pub async fn run(
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
     let runtime = build_runtime(cache)?;
-    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set, false).await?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
     let target = target(&target_name, &config, local_dir).await?;
     let run_id = kmsflow::new_run_id();
@@ -296,7 +298,7 @@ pub async fn resume(
 /// `kmsflow validate PIPELINE`: load, check every step against its plugin; no target.
 pub async fn validate(pipeline_path: &Path, inputs: RunInputs, cache: Cache, output: Output) -> Result<u8, Failure> {
     let runtime = build_runtime(cache)?;
-    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set, true).await?;
     render::validated(output, &pipeline, &prepared);
     Ok(0)
 }
@@ -312,7 +314,7 @@ pub async fn plan(
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
     let runtime = build_runtime(cache)?;
-    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set).await?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set, false).await?;
     let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
     let target = target(&target_name, &config, None).await?;
     let plan = kmsflow::plan::plan(&runtime, &pipeline, prepared, &target).await;

@@ -232,7 +232,7 @@ fn bind_vars(
         values.insert(k.clone(), v.clone());
     }
     for (name, spec) in vars {
-        if spec.required && !values.contains_key(name) {
+        if spec.required && !values.contains_key(name) && !inputs.allow_unknown {
             return Err(err(
                 spec.location.clone(),
                 format!("variable `{name}` is required and has no value"),
@@ -244,6 +244,27 @@ fn bind_vars(
         }
     }
     Ok(values)
+}
+
+/// `scope` with each unresolved `${vars.NAME}` replaced by a well-formed stand-in (a
+/// subscription at the start, a segment elsewhere), so the rest of it can be checked.
+fn probe_scope(scope: &str) -> String {
+    let mut out = String::new();
+    let mut rest = scope;
+    while let Some(at) = rest.find("${vars.") {
+        out.push_str(&rest[..at]);
+        out.push_str(if out.is_empty() {
+            "/subscriptions/unknown"
+        } else {
+            "unknown"
+        });
+        rest = match rest[at..].find('}') {
+            Some(end) => &rest[at + end + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Checks that every reference of step `index` names a declared variable or an earlier step.
@@ -362,6 +383,11 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> 
         }
     }
     let values = bind_vars(&vars, inputs)?;
+    let unknown: BTreeMap<String, ValueType> = vars
+        .iter()
+        .filter(|(name, spec)| spec.required && !values.contains_key(*name))
+        .map(|(name, spec)| (name.clone(), spec.ty))
+        .collect();
     let lookup = |r: &Ref| match r {
         Ref::Var(v) => values.get(v).cloned(),
         Ref::Output { .. } => None,
@@ -384,6 +410,19 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> 
                     .map_err(|e| err(g.scope_location.clone(), e, None))?,
             );
             let scope = scope.as_str().unwrap_or_default().to_string();
+            if !unknown.is_empty() && scope.contains("${vars.") {
+                // A scope with unknown variables: its known text and its actions are checked
+                // now (the unknowns stand in as well-formed segments); it is bound at run time.
+                let probe = probe_scope(&scope);
+                Grant::new(&probe, &g.actions).map_err(|e| {
+                    let at = match e {
+                        crate::grants::GrantError::BadResourceId(_) => g.scope_location.clone(),
+                        _ => g.actions_location.clone(),
+                    };
+                    err(at, format!("invalid grant: {e}"), None)
+                })?;
+                continue;
+            }
             let grant = Grant::new(&scope, &g.actions).map_err(|e| {
                 let at = match e {
                     crate::grants::GrantError::BadResourceId(_) => g.scope_location.clone(),
@@ -433,6 +472,7 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> 
         version,
         vars: vars.into_values().collect(),
         values,
+        unknown,
         steps,
         sha256: sha256_hex(hasher_input.as_bytes()),
         files: tree.texts.iter().map(|(n, _)| PathBuf::from(n)).collect(),

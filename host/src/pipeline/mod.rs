@@ -86,6 +86,10 @@ pub struct VarInputs {
     pub set: Vec<(String, String)>,
     /// Typed values applied last (a resumed run's recorded values).
     pub values: BTreeMap<String, toml::Value>,
+    /// `validate`: a required variable without a value is an *unknown* (listed in
+    /// [`Pipeline::unknown`]) instead of an error; what depends on it is checked by type only.
+    /// `run` and `plan` leave this off: they need every value.
+    pub allow_unknown: bool,
 }
 
 /// When a failed step runs again.
@@ -133,6 +137,9 @@ pub struct Pipeline {
     pub vars: Vec<VarSpec>,
     /// The variables' values this pipeline was bound with.
     pub values: BTreeMap<String, toml::Value>,
+    /// Required variables left without a value (only with [`VarInputs::allow_unknown`]), with
+    /// their types.
+    pub unknown: BTreeMap<String, ValueType>,
     pub steps: Vec<StepSpec>,
     /// SHA-256 over every file's name and text (includes too), recorded so a resumed run can
     /// tell the pipeline changed.

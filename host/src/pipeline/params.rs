@@ -126,6 +126,7 @@ pub fn check_params(
     step: &StepSpec,
     info: &PluginInfo,
     earlier: &HashMap<String, Vec<ParamSpec>>,
+    unknown: &std::collections::BTreeMap<String, crate::wit::types::ValueType>,
 ) -> Result<(), PipelineError> {
     for entry in &step.with {
         for r in template::refs(&entry.value).unwrap_or_default() {
@@ -151,7 +152,8 @@ pub fn check_params(
             .get(step)
             .and_then(|outs| outs.iter().find(|o| o.name == *output))
             .map(|o| placeholder(o.type_)),
-        Ref::Var(_) => None,
+        // A variable `validate` was given no value for: checked by its type only.
+        Ref::Var(v) => unknown.get(v).map(|ty| placeholder(*ty)),
     };
     resolve_params(step, info, &lookup).map(drop)
 }

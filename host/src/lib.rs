@@ -44,6 +44,7 @@ pub mod plan;
 mod plugin;
 pub mod resource_id;
 mod runtime;
+pub mod shipped;
 mod step;
 pub mod target;
 pub mod wit;

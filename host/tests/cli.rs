@@ -549,6 +549,41 @@ fn validate_checks_structure_without_values_and_run_still_needs_them() {
     );
 }
 
+/// The shipped pipelines run by name from anywhere; an unknown name says where to look.
+#[test]
+fn shipped_pipelines_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = kmsflow_in(dir.path(), &["workflows", "list", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let names: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"rotate") && names.contains(&"enable-private"),
+        "{names:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(["validate", "rotate", "--output", "json"])
+        .current_dir(dir.path())
+        .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+        .env("KMSFLOW_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["pipeline"], "rotate");
+    let out = kmsflow_in(dir.path(), &["validate", "rotat"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("kmsflow workflows list"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn exit_1_when_a_step_fails() {
     let dir = tempfile::tempdir().unwrap();

@@ -120,6 +120,9 @@ enum Command {
     /// List and inspect plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// The pipelines kmsflow ships (`kmsflow run NAME` runs one).
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -141,6 +144,12 @@ enum RunsCommand {
         #[arg(long, env = "KMSFLOW_RUNS_DIR")]
         runs_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum WorkflowsCommand {
+    /// Every shipped pipeline with its one-line summary.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -241,16 +250,45 @@ fn build_runtime(cache: Cache) -> Result<Runtime, Failure> {
     Ok(builder.build().context("cannot start the plugin runtime")?)
 }
 
+/// A pipeline argument: a file, else the name of a shipped pipeline (`rotate`), written with its
+/// fragments under the user's data directory (`KMSFLOW_DATA_DIR` overrides it) so a resume finds
+/// it again.
+fn pipeline_file(arg: PathBuf) -> Result<PathBuf, Failure> {
+    let name = arg.to_string_lossy().to_string();
+    let bare = !name.contains(['/', '\\']) && !name.ends_with(".toml");
+    if arg.exists() || (!kmsflow::shipped::is_shipped(&name) && !bare) || name.contains(['/', '\\']) {
+        return Ok(arg);
+    }
+    if !kmsflow::shipped::is_shipped(&name) {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "`{name}` is neither a pipeline file nor a shipped pipeline; `kmsflow workflows list` shows those"
+            ),
+        });
+    }
+    let base = std::env::var_os("KMSFLOW_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(kmsflow::shipped::default_base)
+        .ok_or_else(|| anyhow::anyhow!("no data directory for the shipped pipelines; set KMSFLOW_DATA_DIR"))?;
+    Ok(kmsflow::shipped::materialize(&base, &name)
+        .with_context(|| format!("cannot write the shipped pipeline {name} under {}", base.display()))?)
+}
+
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let cache = cli.cache();
     match cli.command {
+        Command::Workflows(WorkflowsCommand::List) => {
+            render::workflows(cli.output, &kmsflow::shipped::list());
+            Ok(0)
+        }
         Command::Run {
             pipeline,
             inputs,
             runs_dir,
         } => {
             runs::run(
-                &pipeline,
+                &pipeline_file(pipeline)?,
                 inputs,
                 runs_dir,
                 cli.config.as_deref(),
@@ -278,9 +316,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             .await
         }
         Command::Plan { pipeline, inputs } => {
-            runs::plan(&pipeline, inputs, cli.config.as_deref(), cache, cli.output).await
+            runs::plan(
+                &pipeline_file(pipeline)?,
+                inputs,
+                cli.config.as_deref(),
+                cache,
+                cli.output,
+            )
+            .await
         }
-        Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cache, cli.output).await,
+        Command::Validate { pipeline, inputs } => {
+            runs::validate(&pipeline_file(pipeline)?, inputs, cache, cli.output).await
+        }
         Command::Quickstart(args) => quickstart::run(args, cache, cli.output).await,
         Command::Runs(RunsCommand::List { runs_dir }) => runs::list(runs_dir, cli.config.as_deref(), cli.output),
         Command::Runs(RunsCommand::Show { run_id, runs_dir }) => {

@@ -9,23 +9,6 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The shipped pipeline and the fragments it includes, embedded so the command runs anywhere.
-const FILES: &[(&str, &str)] = &[
-    ("quickstart.toml", include_str!("../../../workflows/quickstart.toml")),
-    (
-        "fragments/enable-public-vars.toml",
-        include_str!("../../../workflows/fragments/enable-public-vars.toml"),
-    ),
-    (
-        "fragments/cluster-vars.toml",
-        include_str!("../../../workflows/fragments/cluster-vars.toml"),
-    ),
-    (
-        "fragments/rewrite.toml",
-        include_str!("../../../workflows/fragments/rewrite.toml"),
-    ),
-];
-
 /// Options of `kmsflow quickstart`.
 #[derive(clap::Args)]
 pub struct QuickstartArgs {
@@ -99,14 +82,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
         eprintln!("storm on (seed {seed}): 20 % throttling, 5 % 5xx, 5 % dropped connections on every service");
     }
 
-    let dir = temp.path().join("workflows");
-    for (name, text) in FILES {
-        let path = dir.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).context("cannot write the pipeline")?;
-        }
-        std::fs::write(&path, text).context("cannot write the pipeline")?;
-    }
+    let quickstart = kmsflow::shipped::materialize(temp.path(), "quickstart").context("cannot write the pipeline")?;
     let inputs = runs::RunInputs {
         target: Some("local".into()),
         set: vec![
@@ -120,7 +96,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
     };
     // The runner reaches this in-process cloud through the `local` target of its state directory.
     let code = runs::run(
-        &dir.join("quickstart.toml"),
+        &quickstart,
         inputs,
         Some(temp.path().join("runs")),
         None,

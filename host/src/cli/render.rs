@@ -342,6 +342,24 @@ pub fn validated(output: Output, pipeline: &kmsflow::Pipeline, prepared: &[kmsfl
     }
 }
 
+/// `kmsflow workflows list`.
+pub fn workflows(output: Output, list: &[kmsflow::shipped::Shipped]) {
+    match output {
+        Output::Json => {
+            let doc: Vec<Json> = list
+                .iter()
+                .map(|w| json!({"name": w.name, "summary": w.summary}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Output::Text => {
+            for w in list {
+                println!("{:<20} {}", w.name, w.summary);
+            }
+        }
+    }
+}
+
 /// `kmsflow plan`: per step, what it would change.
 pub fn plan(output: Output, pipeline: &kmsflow::Pipeline, plan: &[kmsflow::plan::StepPlan]) {
     match output {

@@ -84,6 +84,8 @@ pub struct TargetConfig {
     pub client_secret_env: Option<String>,
     /// For `cloud = "local"`: the local cloud's state directory.
     pub state_dir: Option<PathBuf>,
+    /// The subscription short resource names (`--cluster aks1`) expand against.
+    pub subscription: Option<String>,
     #[serde(default)]
     pub api_versions: ApiVersionsConfig,
     #[serde(default)]
@@ -289,6 +291,25 @@ impl Config {
     }
 
     /// The local cloud state directory of target `name`, when it is a `local` one.
+    /// The subscription short resource names expand against for target `name`: its
+    /// `subscription`, else — for a local target — the local cloud's default subscription (from
+    /// `profile.json` in its state directory, `local_dir` for the built-in `local`). Reads one
+    /// small file; sends nothing.
+    pub fn subscription_for(&self, name: &str, local_dir: &Path) -> Option<String> {
+        if let Some(sub) = self.targets.get(name).and_then(|t| t.subscription.clone()) {
+            return Some(sub);
+        }
+        let dir = match self.local_state_dir(name) {
+            Some(dir) => dir.unwrap_or_else(|| local_dir.to_path_buf()),
+            None if name == "local" && !self.targets.contains_key(name) => local_dir.to_path_buf(),
+            None => return None,
+        };
+        let bytes =
+            crate::limits::read_file(&dir.join("profile.json"), crate::limits::CONFIG_FILE_MAX, "profiles").ok()?;
+        let profile: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        profile["default_subscription"].as_str().map(str::to_string)
+    }
+
     pub fn local_state_dir(&self, name: &str) -> Option<Option<PathBuf>> {
         let t = self.targets.get(name)?;
         (t.cloud == "local").then(|| t.state_dir.as_ref().map(|d| self.base_dir().join(d)))

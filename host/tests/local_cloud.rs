@@ -1442,17 +1442,17 @@ fn a_stuck_operation_fails_at_the_deadline_and_resume_finishes_the_run() {
             .output()
             .unwrap()
     };
-    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
-    let enable = workflows.join("enable-public.toml");
+    // Shipped pipelines by name and resources by name, from a directory holding only
+    // kmsflow.toml: the subscription is the local target's.
     let out = run(&[
         "run",
-        enable.to_str().unwrap(),
-        "--set",
-        &format!("resource-group={rg}"),
-        "--set",
-        &format!("cluster={cluster}"),
-        "--set",
-        "vault-name=kv-stuck1",
+        "enable-public",
+        "-g",
+        "rg1",
+        "--cluster",
+        "aks1",
+        "--vault",
+        "kv-stuck1",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -1474,6 +1474,24 @@ fn a_stuck_operation_fails_at_the_deadline_and_resume_finishes_the_run() {
         );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
+    let plan = run(&[
+        "plan",
+        "rotate",
+        "-g",
+        "rg1",
+        "--cluster",
+        "aks1",
+        "--vault",
+        "kv-stuck1",
+    ]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(
+        plan_text.contains(&format!("cluster = {cluster}")),
+        "names expanded to ids: {plan_text}"
+    );
+    assert!(plan_text.contains("(known after apply)"), "{plan_text}");
+
     hang("300s");
     // The shipped pipeline by name, from a directory holding only kmsflow.toml.
     let started = std::time::Instant::now();

@@ -93,6 +93,9 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
             ("page-size".into(), "100".into()),
         ],
         vars: Vec::new(),
+        resource_group: None,
+        cluster: None,
+        vault: None,
     };
     // The runner reaches this in-process cloud through the `local` target of its state directory.
     let code = runs::run(

@@ -25,6 +25,33 @@ pub struct RunInputs {
     /// Reads pipeline variables from a TOML file of `name = value` lines (repeatable).
     #[arg(long = "vars", value_name = "FILE")]
     pub vars: Vec<PathBuf>,
+    /// The resource group: a name (in the target's subscription) or an id; sets `resource-group`.
+    #[arg(short = 'g', long = "resource-group", value_name = "GROUP")]
+    pub resource_group: Option<String>,
+    /// The cluster: a name (in the resource group), GROUP/NAME or an id; sets `cluster`.
+    #[arg(long, value_name = "CLUSTER")]
+    pub cluster: Option<String>,
+    /// The key vault's name; sets `vault-name`.
+    #[arg(long, value_name = "NAME")]
+    pub vault: Option<String>,
+}
+
+impl RunInputs {
+    /// `--set` values, with `-g`, `--cluster` and `--vault` as the variables they stand for.
+    fn sets(&self) -> Vec<(String, String)> {
+        let mut set = Vec::new();
+        for (name, value) in [
+            ("resource-group", &self.resource_group),
+            ("cluster", &self.cluster),
+            ("vault-name", &self.vault),
+        ] {
+            if let Some(v) = value {
+                set.push((name.to_string(), v.clone()));
+            }
+        }
+        set.extend(self.set.iter().cloned());
+        set
+    }
 }
 
 fn parse_set(s: &str) -> Result<(String, String), String> {
@@ -42,6 +69,15 @@ fn invalid(e: impl Into<anyhow::Error>) -> Failure {
 
 fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
     Config::load(path).map_err(invalid)
+}
+
+/// The subscription short resource names expand against (see `Config::subscription_for`).
+fn subscription(config: &Config, target: &str, local_dir: Option<&Path>) -> Result<Option<String>, Failure> {
+    let local_dir = match local_dir {
+        Some(d) => d.to_path_buf(),
+        None => local::default_state_dir_or_env()?,
+    };
+    Ok(config.subscription_for(target, &local_dir))
 }
 
 async fn target(name: &str, config: &Config, local_dir: Option<&Path>) -> Result<Target, Failure> {
@@ -91,15 +127,16 @@ fn vars_from_json(map: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<
 async fn load_and_prepare(
     runtime: &Runtime,
     pipeline_path: &Path,
-    files: Vec<PathBuf>,
-    set: Vec<(String, String)>,
+    inputs: &RunInputs,
+    subscription: Option<String>,
     allow_unknown: bool,
 ) -> Result<(Pipeline, Vec<kmsflow::PreparedStep>), Failure> {
     let var_inputs = VarInputs {
-        files,
-        set,
+        files: inputs.vars.clone(),
+        set: inputs.sets(),
         values: BTreeMap::new(),
         allow_unknown,
+        subscription,
     };
     let pipeline = Pipeline::load(pipeline_path, &var_inputs).map_err(invalid)?;
     let prepared = runtime
@@ -167,8 +204,12 @@ pub async fn run(
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
     let runtime = build_runtime(cache)?;
-    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set, false).await?;
-    let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
+    let target_name = inputs
+        .target
+        .clone()
+        .unwrap_or_else(|| config.default_target().to_string());
+    let subscription = subscription(&config, &target_name, local_dir)?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, &inputs, subscription, false).await?;
     let target = target(&target_name, &config, local_dir).await?;
     let run_id = kmsflow::new_run_id();
     let runs_dir = runs_dir(runs_dir_arg, &config);
@@ -298,7 +339,12 @@ pub async fn resume(
 /// `kmsflow validate PIPELINE`: load, check every step against its plugin; no target.
 pub async fn validate(pipeline_path: &Path, inputs: RunInputs, cache: Cache, output: Output) -> Result<u8, Failure> {
     let runtime = build_runtime(cache)?;
-    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set, true).await?;
+    let config = load_config(None).ok();
+    let subscription = config.as_ref().and_then(|c| {
+        let name = inputs.target.clone().unwrap_or_else(|| c.default_target().to_string());
+        subscription(c, &name, None).ok().flatten()
+    });
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, &inputs, subscription, true).await?;
     render::validated(output, &pipeline, &prepared);
     Ok(0)
 }
@@ -314,8 +360,12 @@ pub async fn plan(
 ) -> Result<u8, Failure> {
     let config = load_config(config_path)?;
     let runtime = build_runtime(cache)?;
-    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, inputs.vars, inputs.set, false).await?;
-    let target_name = inputs.target.unwrap_or_else(|| config.default_target().to_string());
+    let target_name = inputs
+        .target
+        .clone()
+        .unwrap_or_else(|| config.default_target().to_string());
+    let subscription = subscription(&config, &target_name, None)?;
+    let (pipeline, prepared) = load_and_prepare(&runtime, pipeline_path, &inputs, subscription, false).await?;
     let target = target(&target_name, &config, None).await?;
     let plan = kmsflow::plan::plan(&runtime, &pipeline, prepared, &target).await;
     render::plan(output, &pipeline, &plan);

@@ -231,6 +231,38 @@ fn bind_vars(
         }
         values.insert(k.clone(), v.clone());
     }
+    // Resource-typed values become full ids: resource groups first, since a bare cluster or
+    // vault name lives in the pipeline's resource group.
+    let sub = inputs.subscription.as_deref();
+    let mut group: Option<String> = None;
+    for kind_pass in [true, false] {
+        for (name, spec) in vars {
+            let Some(kind) = spec.resource else { continue };
+            if (kind == super::ResourceKind::ResourceGroup) != kind_pass {
+                continue;
+            }
+            let Some(toml::Value::String(text)) = values.get(name).cloned() else {
+                continue;
+            };
+            if inputs.allow_unknown && sub.is_none() && !text.starts_with('/') {
+                continue; // `validate` without a target: a short name stays as written.
+            }
+            let full = kind.expand(&text, sub, group.as_deref()).map_err(|e| {
+                err(
+                    spec.location.clone(),
+                    format!("variable `{name}`: {e}"),
+                    Some(format!(
+                        "a {} is a name, GROUP/NAME or a full resource id",
+                        kind.type_name()
+                    )),
+                )
+            })?;
+            if kind == super::ResourceKind::ResourceGroup && group.is_none() {
+                group = Some(full.clone());
+            }
+            values.insert(name.clone(), toml::Value::String(full));
+        }
+    }
     for (name, spec) in vars {
         if spec.required && !values.contains_key(name) && !inputs.allow_unknown {
             return Err(err(

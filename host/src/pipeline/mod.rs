@@ -72,10 +72,95 @@ pub struct ParamEntry {
 pub struct VarSpec {
     pub name: String,
     pub ty: ValueType,
+    /// For the resource types (`resource-group`, `cluster`, `vault`, `resource-id`): what the
+    /// text names. Such a value may be a name, `GROUP/NAME` or a full id; it is expanded to the
+    /// full id against the target's subscription before grants are bound.
+    pub resource: Option<ResourceKind>,
     pub default: Option<toml::Value>,
     pub required: bool,
     pub description: String,
     pub location: Location,
+}
+
+/// What a resource-typed variable names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    ResourceGroup,
+    Cluster,
+    Vault,
+    /// Any ARM resource id (given in full).
+    Any,
+}
+
+impl ResourceKind {
+    /// The pipeline spelling of the type.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            ResourceKind::ResourceGroup => "resource-group",
+            ResourceKind::Cluster => "cluster",
+            ResourceKind::Vault => "vault",
+            ResourceKind::Any => "resource-id",
+        }
+    }
+
+    /// The provider type of a named resource (`Microsoft.ContainerService/managedClusters`).
+    fn provider_type(self) -> Option<&'static str> {
+        match self {
+            ResourceKind::Cluster => Some("Microsoft.ContainerService/managedClusters"),
+            ResourceKind::Vault => Some("Microsoft.KeyVault/vaults"),
+            _ => None,
+        }
+    }
+
+    /// `text` as a full resource id: a full id is checked to be of this kind; `GROUP/NAME` and
+    /// `NAME` expand against `subscription` (and, for a bare cluster or vault name, the resource
+    /// group id `group`).
+    pub fn expand(self, text: &str, subscription: Option<&str>, group: Option<&str>) -> Result<String, String> {
+        use crate::resource_id::ResourceId;
+        let kind = self.type_name();
+        let id = if text.starts_with('/') {
+            ResourceId::parse(text).map_err(|e| e.to_string())?
+        } else {
+            let need_sub = || {
+                subscription.ok_or_else(|| {
+                    format!(
+                        "`{text}` is a short {kind} name; give the full id, or name the subscription it is in \
+                         (`subscription` of the target in kmsflow.toml)"
+                    )
+                })
+            };
+            let built = match (self, text.split_once('/')) {
+                (ResourceKind::ResourceGroup, None) => format!("/subscriptions/{}/resourceGroups/{text}", need_sub()?),
+                (ResourceKind::Cluster | ResourceKind::Vault, Some((rg, name))) => format!(
+                    "/subscriptions/{}/resourceGroups/{rg}/providers/{}/{name}",
+                    need_sub()?,
+                    self.provider_type().unwrap_or_default()
+                ),
+                (ResourceKind::Cluster | ResourceKind::Vault, None) => {
+                    let group = group.ok_or_else(|| {
+                        format!("`{text}` is a {kind} name without its resource group; write GROUP/{text}, or set the resource group")
+                    })?;
+                    format!("{group}/providers/{}/{text}", self.provider_type().unwrap_or_default())
+                }
+                _ => return Err(format!("`{text}` is not a {kind}: give a full resource id")),
+            };
+            ResourceId::parse(&built).map_err(|e| e.to_string())?
+        };
+        let ok = match self {
+            ResourceKind::ResourceGroup => {
+                id.segments().len() == 4 && id.segments()[2].eq_ignore_ascii_case("resourceGroups")
+            }
+            ResourceKind::Cluster | ResourceKind::Vault => id.is_resource_of(self.provider_type().unwrap_or_default()),
+            ResourceKind::Any => true,
+        };
+        if !ok {
+            return Err(format!("`{id}` is not a {kind} id"));
+        }
+        if self == ResourceKind::Vault {
+            crate::names::vault_name(id.last()).map_err(|e| e.to_string())?;
+        }
+        Ok(id.to_string())
+    }
 }
 
 /// Where variable values come from besides the defaults: `--vars FILE` (in order), then
@@ -90,6 +175,8 @@ pub struct VarInputs {
     /// [`Pipeline::unknown`]) instead of an error; what depends on it is checked by type only.
     /// `run` and `plan` leave this off: they need every value.
     pub allow_unknown: bool,
+    /// The subscription short resource names (`aks1`, `rg1/aks1`) expand against.
+    pub subscription: Option<String>,
 }
 
 /// When a failed step runs again.
@@ -157,5 +244,45 @@ impl Pipeline {
     /// Reads a pipeline file (and its includes) and binds its variables.
     pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> {
         load::load(path, inputs)
+    }
+}
+
+#[cfg(test)]
+mod resource_kind_tests {
+    use super::ResourceKind::*;
+
+    const SUB: Option<&str> = Some("0000");
+    const RG: Option<&str> = Some("/subscriptions/0000/resourceGroups/rg1");
+
+    #[test]
+    fn names_expand_against_the_subscription_and_the_resource_group() {
+        assert_eq!(
+            ResourceGroup.expand("rg1", SUB, None).unwrap(),
+            "/subscriptions/0000/resourceGroups/rg1"
+        );
+        assert_eq!(
+            Cluster.expand("aks1", SUB, RG).unwrap(),
+            "/subscriptions/0000/resourceGroups/rg1/providers/Microsoft.ContainerService/managedClusters/aks1"
+        );
+        assert_eq!(
+            Cluster.expand("rg2/aks1", SUB, RG).unwrap(),
+            "/subscriptions/0000/resourceGroups/rg2/providers/Microsoft.ContainerService/managedClusters/aks1"
+        );
+        let id = "/subscriptions/9/resourceGroups/x/providers/Microsoft.KeyVault/vaults/kv-1";
+        assert_eq!(Vault.expand(id, None, None).unwrap(), id);
+    }
+
+    #[test]
+    fn wrong_kinds_and_missing_context_are_refused() {
+        assert!(Cluster.expand("rg1/aks1", None, None).unwrap_err().contains("subscription"));
+        assert!(Cluster
+            .expand("aks1", SUB, None)
+            .unwrap_err()
+            .contains("resource group"));
+        let vault = "/subscriptions/9/resourceGroups/x/providers/Microsoft.KeyVault/vaults/kv-1";
+        assert!(Cluster.expand(vault, SUB, RG).unwrap_err().contains("not a cluster"));
+        assert!(Vault.expand("rg1/k_v", SUB, RG).is_err(), "vault name rules");
+        assert!(ResourceGroup.expand("rg1/../x", SUB, None).is_err());
+        assert!(Cluster.expand("rg1/%2e%2e", SUB, RG).is_err());
     }
 }

@@ -167,12 +167,17 @@ pub struct FileParts {
     pub steps: Vec<StepEntry>,
 }
 
-fn value_type(name: &str) -> Option<ValueType> {
+fn value_type(name: &str) -> Option<(ValueType, Option<super::ResourceKind>)> {
+    use super::ResourceKind;
     Some(match name {
-        "text" => ValueType::Text,
-        "integer" => ValueType::Integer,
-        "flag" => ValueType::Flag,
-        "text-list" => ValueType::TextList,
+        "text" => (ValueType::Text, None),
+        "integer" => (ValueType::Integer, None),
+        "flag" => (ValueType::Flag, None),
+        "text-list" => (ValueType::TextList, None),
+        "resource-group" => (ValueType::Text, Some(ResourceKind::ResourceGroup)),
+        "cluster" => (ValueType::Text, Some(ResourceKind::Cluster)),
+        "vault" => (ValueType::Text, Some(ResourceKind::Vault)),
+        "resource-id" => (ValueType::Text, Some(ResourceKind::Any)),
         _ => return None,
     })
 }
@@ -230,11 +235,11 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
             ));
         }
         let v = spec.get_ref();
-        let ty = value_type(v.ty.get_ref()).ok_or_else(|| {
+        let (ty, resource) = value_type(v.ty.get_ref()).ok_or_else(|| {
             loc.error(
                 v.ty.span(),
                 format!("unknown variable type `{}`", v.ty.get_ref()),
-                Some("use text, integer, flag or text-list"),
+                Some("use text, integer, flag, text-list, resource-group, cluster, vault or resource-id"),
             )
         })?;
         if let Some(d) = &v.default {
@@ -249,6 +254,7 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
         vars.push(VarSpec {
             name: n.clone(),
             ty,
+            resource,
             default: v.default.as_ref().map(|d| d.get_ref().clone()),
             required: v.required,
             description: v.description.clone(),

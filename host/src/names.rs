@@ -188,6 +188,47 @@ pub fn versioned_key_id(value: &str) -> Result<(String, String, String), NameErr
     Ok((host.to_ascii_lowercase(), name.to_string(), version.to_string()))
 }
 
+/// Whether `value` is what a parameter declared with `format` must be (an empty text means "not
+/// given" and passes; the plugin decides what that means).
+pub fn text_format(format: crate::wit::types::TextFormat, value: &str) -> Result<(), String> {
+    use crate::resource_id::ResourceId;
+    use crate::wit::types::TextFormat as F;
+    if value.is_empty() {
+        return Ok(());
+    }
+    let of_type = |t: &str, what: &str| -> Result<(), String> {
+        let id = ResourceId::parse(value).map_err(|e| e.to_string())?;
+        if id.is_resource_of(t) {
+            Ok(())
+        } else {
+            Err(format!("`{}` is not {what} id (…/providers/{t}/NAME)", shorten(value)))
+        }
+    };
+    match format {
+        F::ResourceId => ResourceId::parse(value).map(drop).map_err(|e| e.to_string()),
+        F::ClusterId => of_type("Microsoft.ContainerService/managedClusters", "a managed cluster"),
+        F::VaultId => of_type("Microsoft.KeyVault/vaults", "a key vault"),
+        F::IdentityId => of_type(
+            "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "a user-assigned identity",
+        ),
+        F::KeyVaultName => vault_name(value).map_err(|e| e.to_string()),
+        F::KeyName => key_name(value).map_err(|e| e.to_string()),
+        F::VersionedKeyId => versioned_key_id(value).map(drop).map_err(|e| e.to_string()),
+        F::KubernetesVersion => {
+            let parts: Vec<&str> = value.split('.').collect();
+            let ok = (2..=3).contains(&parts.len())
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 4 && all(p, |c| c.is_ascii_digit()));
+            check("Kubernetes version", value, ok, "MAJOR.MINOR or MAJOR.MINOR.PATCH").map_err(|e| e.to_string())
+        }
+        F::Duration => humantime::parse_duration(value)
+            .map(drop)
+            .map_err(|e| format!("`{}` is not a duration: {e}", shorten(value))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +281,21 @@ mod tests {
         ] {
             assert!(versioned_key_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn declared_text_formats() {
+        use crate::wit::types::TextFormat as F;
+        let cluster = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/a";
+        assert!(text_format(F::ClusterId, cluster).is_ok());
+        assert!(text_format(F::VaultId, cluster).is_err());
+        assert!(text_format(F::KubernetesVersion, "1.27").is_ok());
+        assert!(text_format(F::KubernetesVersion, "v1.27").is_err());
+        assert!(text_format(F::Duration, "30s").is_ok());
+        assert!(text_format(F::Duration, "soon").is_err());
+        assert!(text_format(F::KeyVaultName, "my_vault!!").is_err());
+        assert!(text_format(F::VersionedKeyId, "https://kv1.vault.azure.net/keys/k").is_err());
+        assert!(text_format(F::ClusterId, "").is_ok(), "empty is not given");
     }
 
     #[test]

@@ -539,6 +539,41 @@ fn validate_checks_structure_without_values_and_run_still_needs_them() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("rotate.toml:"), "{}", text(&out.stderr));
+    // Declared formats: a vault name that breaks Key Vault's rules, a cluster parameter given a
+    // vault's id — refused before anything runs, located.
+    let out = kmsflow_in(
+        dir.path(),
+        &["validate", rotate.to_str().unwrap(), "--set", "vault-name=my_vault!!"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("rotate.toml:") && text(&out.stderr).contains("my_vault!!"));
+    let vault = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv1";
+    let out = kmsflow_in(
+        dir.path(),
+        &[
+            "validate",
+            rotate.to_str().unwrap(),
+            "--set",
+            &format!("cluster={vault}"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not a cluster id"), "{}", text(&out.stderr));
+    let bad = write(
+        dir.path(),
+        "bad-format.toml",
+        &format!(
+            "[pipeline]\nname = \"bad\"\n\n[[steps]]\nid = \"r\"\nuses = \"rewrite-secrets\"\n[steps.with]\n\
+             cluster = \"{vault}\"\n"
+        ),
+    );
+    let out = kmsflow_in(dir.path(), &["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bad-format.toml:8:") && text(&out.stderr).contains("not a managed cluster id"),
+        "{}",
+        text(&out.stderr)
+    );
     // `run` needs every value.
     let out = kmsflow_in(dir.path(), &["run", rotate.to_str().unwrap(), "--target", "offline"]);
     assert_eq!(out.status.code(), Some(2));

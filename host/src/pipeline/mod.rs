@@ -274,7 +274,10 @@ mod resource_kind_tests {
 
     #[test]
     fn wrong_kinds_and_missing_context_are_refused() {
-        assert!(Cluster.expand("rg1/aks1", None, None).unwrap_err().contains("subscription"));
+        assert!(Cluster
+            .expand("rg1/aks1", None, None)
+            .unwrap_err()
+            .contains("subscription"));
         assert!(Cluster
             .expand("aks1", SUB, None)
             .unwrap_err()

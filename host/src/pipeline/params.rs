@@ -81,6 +81,16 @@ pub fn resolve_params(
         if let Some(r) = template::refs(&substituted).ok().and_then(|r| r.into_iter().next()) {
             return Err(located(format!("{r} has no value")));
         }
+        // A literal (written in the pipeline, a default, `--set`) must be what the parameter
+        // declares; values from earlier steps are the plugins' own.
+        let literal = template::refs(&entry.value).unwrap_or_default().is_empty();
+        if let (true, Some(format), toml::Value::String(text)) = (literal, spec.format, &substituted) {
+            crate::names::text_format(format, text).map_err(|e| PipelineError {
+                location: entry.location.clone(),
+                message: format!("parameter `{}`: {e}", entry.name),
+                hint: Some(spec.description.clone()),
+            })?;
+        }
         let value = convert(&substituted, spec.type_).ok_or_else(|| PipelineError {
             location: entry.location.clone(),
             message: format!(

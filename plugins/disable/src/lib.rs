@@ -12,7 +12,11 @@ impl Plugin for Disable {
             env!("CARGO_PKG_VERSION"),
             "Turns KMS off (rewrite afterwards)",
         )
-        .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
+        .param(
+            ParamSpec::text("cluster", "the managed cluster's resource id")
+                .format(kmsflow_sdk::TextFormat::ClusterId)
+                .required(),
+        )
         .output(ParamSpec::text(
             "previous-key-id",
             "the key KMS used (none if it was off)",

@@ -28,9 +28,21 @@ impl Plugin for EnablePrivate {
             env!("CARGO_PKG_VERSION"),
             "Turns on AKS KMS with a customer-managed key in a private Key Vault",
         )
-        .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
-        .param(ParamSpec::text("vault", "the key vault's resource id (created if missing)").required())
-        .param(ParamSpec::text("key-name", "the key's name (created if missing)").default_text("kms-key"))
+        .param(
+            ParamSpec::text("cluster", "the managed cluster's resource id")
+                .format(kmsflow_sdk::TextFormat::ClusterId)
+                .required(),
+        )
+        .param(
+            ParamSpec::text("vault", "the key vault's resource id (created if missing)")
+                .format(kmsflow_sdk::TextFormat::VaultId)
+                .required(),
+        )
+        .param(
+            ParamSpec::text("key-name", "the key's name (created if missing)")
+                .format(kmsflow_sdk::TextFormat::KeyName)
+                .default_text("kms-key"),
+        )
         .param(ParamSpec::integer("key-size", "RSA key size for a new key").default_integer(2048))
         .param(ParamSpec::flag("rbac", "Azure RBAC on a new vault instead of access policies").default_flag(false))
         .param(
@@ -41,10 +53,10 @@ impl Plugin for EnablePrivate {
             .default_flag(false),
         )
         .param(ParamSpec::text("location", "region of new resources").default_text("westeurope"))
-        .param(ParamSpec::text(
-            "identity",
-            "user-assigned identity for a new cluster's control plane",
-        ))
+        .param(
+            ParamSpec::text("identity", "user-assigned identity for a new cluster's control plane")
+                .format(kmsflow_sdk::TextFormat::IdentityId),
+        )
         .param(ParamSpec::text("kubernetes-version", "version of a new cluster").default_text("1.30"))
         .param(
             ParamSpec::text(

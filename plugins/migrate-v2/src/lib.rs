@@ -130,9 +130,17 @@ impl Plugin for MigrateV2 {
             env!("CARGO_PKG_VERSION"),
             "Moves a KMS v1 cluster to KMS v2 (prepare, rewrite, upgrade, enable, rewrite)",
         )
-        .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
+        .param(
+            ParamSpec::text("cluster", "the managed cluster's resource id")
+                .format(kmsflow_sdk::TextFormat::ClusterId)
+                .required(),
+        )
         .param(ParamSpec::text("phase", "prepare, upgrade or enable").required())
-        .param(ParamSpec::text("target-version", "the minor version to reach (at least 1.27)").default_text("1.27"))
+        .param(
+            ParamSpec::text("target-version", "the minor version to reach (at least 1.27)")
+                .format(kmsflow_sdk::TextFormat::KubernetesVersion)
+                .default_text("1.27"),
+        )
         .output(ParamSpec::flag(
             "needed",
             "prepare: whether the cluster needs the migration",

@@ -54,7 +54,11 @@ impl Plugin for RewriteSecrets {
             env!("CARGO_PKG_VERSION"),
             "Re-encrypts every secret with the cluster's current KMS configuration (no secret data is read)",
         )
-        .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
+        .param(
+            ParamSpec::text("cluster", "the managed cluster's resource id")
+                .format(kmsflow_sdk::TextFormat::ClusterId)
+                .required(),
+        )
         .param(ParamSpec::integer("page-size", "secrets per listed page").default_integer(500))
         .output(ParamSpec::integer("listed", "secrets listed"))
         .output(ParamSpec::integer("rewritten", "no-op updates accepted"))

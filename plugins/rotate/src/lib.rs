@@ -31,8 +31,16 @@ impl Plugin for Rotate {
             env!("CARGO_PKG_VERSION"),
             "Rotates the KMS key: a new version (or a given new key), then the cluster's keyId",
         )
-        .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
-        .param(ParamSpec::text("vault", "the key vault's resource id").required())
+        .param(
+            ParamSpec::text("cluster", "the managed cluster's resource id")
+                .format(kmsflow_sdk::TextFormat::ClusterId)
+                .required(),
+        )
+        .param(
+            ParamSpec::text("vault", "the key vault's resource id")
+                .format(kmsflow_sdk::TextFormat::VaultId)
+                .required(),
+        )
         .param(ParamSpec::text(
             "new-key-name",
             "rotate to this key (created if missing) instead of a new version of the current key",

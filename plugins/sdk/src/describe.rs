@@ -1,6 +1,6 @@
 //! A builder for [`PluginInfo`], so `describe` reads like a declaration.
 
-use crate::{Action, GrantRequest, ParamSpec, PluginInfo, Value, ValueType};
+use crate::{Action, GrantRequest, ParamSpec, PluginInfo, TextFormat, Value, ValueType};
 
 /// Starts describing a plugin.
 pub fn info(name: &str, version: &str, description: &str) -> InfoBuilder {
@@ -53,6 +53,7 @@ impl ParamSpec {
             required: false,
             default: None,
             description: description.to_string(),
+            format: None,
         }
     }
 
@@ -74,6 +75,12 @@ impl ParamSpec {
     /// An optional list-of-text parameter.
     pub fn text_list(name: &str, description: &str) -> Self {
         Self::new(name, ValueType::TextList, description)
+    }
+
+    /// Declares what a text parameter must be; the host checks literal values before running.
+    pub fn format(mut self, format: TextFormat) -> Self {
+        self.format = Some(format);
+        self
     }
 
     /// Makes the parameter required.

@@ -53,7 +53,7 @@ mod params;
 pub mod private;
 
 pub use bindings::kmsflow::workflow::types::{
-    Action, Error, ErrorKind, GrantRequest, Param, ParamSpec, PluginInfo, Value, ValueType,
+    Action, Error, ErrorKind, GrantRequest, Param, ParamSpec, PluginInfo, TextFormat, Value, ValueType,
 };
 pub use bindings::kmsflow::workflow::{aks, arm, checkpoint, identity, keyvault, kubernetes};
 pub use describe::{info, InfoBuilder};

@@ -163,8 +163,16 @@ impl Plugin for SwitchMode {
             env!("CARGO_PKG_VERSION"),
             "Moves KMS between a public and a private key vault (prepare, rewrite, apply, rewrite)",
         )
-        .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
-        .param(ParamSpec::text("vault", "the key vault KMS should use afterwards").required())
+        .param(
+            ParamSpec::text("cluster", "the managed cluster's resource id")
+                .format(kmsflow_sdk::TextFormat::ClusterId)
+                .required(),
+        )
+        .param(
+            ParamSpec::text("vault", "the key vault KMS should use afterwards")
+                .format(kmsflow_sdk::TextFormat::VaultId)
+                .required(),
+        )
         .param(ParamSpec::text("to", "private or public").required())
         .param(
             ParamSpec::flag(
@@ -174,10 +182,10 @@ impl Plugin for SwitchMode {
             .default_flag(false),
         )
         .param(ParamSpec::text("phase", "prepare (turn KMS off) or apply (flip the vault, turn KMS on)").required())
-        .param(ParamSpec::text(
-            "key-name",
-            "a key in the new vault (default: the key in use)",
-        ))
+        .param(
+            ParamSpec::text("key-name", "a key in the new vault (default: the key in use)")
+                .format(kmsflow_sdk::TextFormat::KeyName),
+        )
         .output(ParamSpec::flag(
             "disabled",
             "prepare: KMS was turned off (rewrite before apply)",

@@ -13,7 +13,11 @@ impl Plugin for Verify {
             env!("CARGO_PKG_VERSION"),
             "Checks the KMS configuration and the last rewrite",
         )
-        .param(ParamSpec::text("cluster", "the managed cluster's resource id").required())
+        .param(
+            ParamSpec::text("cluster", "the managed cluster's resource id")
+                .format(kmsflow_sdk::TextFormat::ClusterId)
+                .required(),
+        )
         .param(ParamSpec::text(
             "expect-key-id",
             "the key id the cluster should use; `none` for KMS off; empty: any",

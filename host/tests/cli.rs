@@ -562,7 +562,7 @@ fn validate_checks_structure_without_values_and_run_still_needs_them() {
     let bad = write(
         dir.path(),
         "bad-format.toml",
-        &format!(
+        format!(
             "[pipeline]\nname = \"bad\"\n\n[[steps]]\nid = \"r\"\nuses = \"rewrite-secrets\"\n[steps.with]\n\
              cluster = \"{vault}\"\n"
         ),

@@ -1516,3 +1516,31 @@ fn a_stuck_operation_fails_at_the_deadline_and_resume_finishes_the_run() {
         "KMS is off and every secret rewritten: {summary}"
     );
 }
+
+/// `kmsflow local inspect --output json | head -1`: the reader goes away after one line of a
+/// document larger than a pipe holds; kmsflow stops quietly with exit code 141 (no panic).
+#[test]
+fn local_inspect_into_a_pipe_closed_after_one_line_exits_141_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _served = serve(&state);
+    seed_cluster(dir.path(), &state, "aks-pipe", 2000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(["local", "inspect", "--output", "json", "--state"])
+        .arg(&state)
+        .arg("aks-pipe")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut first).unwrap();
+    assert_eq!(first, "{\n");
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -572,11 +572,14 @@ async fn every_preflight_refusal_names_the_fix_and_writes_nothing() {
     assert!(msg.contains("KeyNotRsa") && msg.contains("RSA"), "{msg}");
     assert!(writes.is_empty(), "{writes:?}");
 
-    // KMS v1 at the 2,000-secret limit.
+    // KMS v1 over the 2,000-secret limit (2,000 itself is allowed: see the boundary test).
     let v1 = e.cluster("aks-full", "1.26", false, "UserAssigned").await;
-    e.c.seed_secrets("aks-full", 2000, 10).await;
+    e.c.seed_secrets("aks-full", 2001, 10).await;
     let (msg, writes) = enable_refusal(&e, v1, "kv-ref-full").await;
-    assert!(msg.contains("KmsV1SecretLimit") && msg.contains("1.27"), "{msg}");
+    assert!(
+        msg.contains("KmsV1SecretLimit") && msg.contains("holds 2001 secrets") && msg.contains("1.27"),
+        "{msg}"
+    );
     assert!(writes.is_empty(), "{writes:?}");
 
     // An operation already in progress on the cluster.
@@ -645,4 +648,40 @@ async fn every_preflight_refusal_names_the_fix_and_writes_nothing() {
     let msg = report.outcome.unwrap_err().to_string();
     assert!(msg.contains("has no version"), "{msg}");
     e.nothing_deleted().await;
+}
+
+/// "At most 2,000 secrets with KMS v1" (the reference's §7): enable-public takes a KMS v1 cluster
+/// holding exactly 2,000 secrets, and the local cloud then refuses the 2,001st.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_v1_takes_exactly_2000_secrets_and_refuses_the_2001st() {
+    let e = env().await;
+    let rg = e.rg();
+    let cluster = e.cluster("aks-2000", "1.26", false, "UserAssigned").await;
+    e.c.seed_secrets("aks-2000", 2000, 10).await;
+    let r = e
+        .run(
+            "enable-public.toml",
+            &[
+                ("resource-group", &rg),
+                ("cluster", &cluster),
+                ("vault-name", "kv-2000"),
+            ],
+        )
+        .await;
+    succeeded(&r);
+    let (summary, items) = e.at_rest("aks-2000").await;
+    assert_eq!(summary["current"], 2000, "{summary}");
+    assert!(items.iter().all(|(f, _)| f == "kms-v1"), "{:?}", items.first());
+
+    let (status, body) =
+        e.c.admin(
+            Method::POST,
+            "/_admin/seed-secrets",
+            Some(json!({"cluster": cluster, "count": 1, "namespaces": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("at most 2000"), "{body}");
+    let (summary, _) = e.at_rest("aks-2000").await;
+    assert_eq!(summary["total"], 2000, "{summary}");
 }

@@ -393,9 +393,31 @@ async fn enable_private_then_switch_to_public_and_back() {
     assert_eq!(summary["current"], 30, "{summary}");
     assert_eq!(summary["plain"], 0);
 
+    // `plain-seconds` is the wall-clock time (whole Unix seconds) from `prepare` recording KMS off
+    // to `apply` seeing KMS on again. Each of the two cluster updates between those instants takes
+    // at least the operation duration, and both instants fall inside the run this test times.
+    let (_, settings) = e.c.admin(Method::GET, "/_admin/settings", None).await;
+    e.c.settings(json!({"operation_duration_ms": 1500})).await;
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let started = unix_now();
     let r = e.run("switch-to-public.toml", &vars).await;
+    let finished = unix_now();
     succeeded(&r);
-    assert!(matches!(output(&r, "apply", "plain-seconds"), kmsflow::wit::types::Value::Integer(s) if s >= 0));
+    let kmsflow::wit::types::Value::Integer(plain) = output(&r, "apply", "plain-seconds") else {
+        panic!("plain-seconds is an integer")
+    };
+    assert!(
+        (3..=finished - started).contains(&plain),
+        "plain for {plain} s: at least the two 1.5 s cluster updates, at most the {} s the run took",
+        finished - started
+    );
+    e.c.settings(json!({"operation_duration_ms": settings["operation_duration_ms"]}))
+        .await;
     let (_, doc) = e.c.arm(Method::GET, &cluster, None).await;
     assert_eq!(
         doc["properties"]["securityProfile"]["azureKeyVaultKms"]["keyVaultNetworkAccess"],

@@ -165,18 +165,19 @@ fn malformed_pipelines_point_at_the_line_and_exit_2() {
     }
 }
 
+/// The shipped `check-key` with its default key id (the same check on a key the local cloud
+/// minted: `local_cloud.rs`).
 #[test]
-fn the_check_key_pipeline_runs_and_reports_outputs() {
+fn the_check_key_pipeline_runs_offline_with_its_default_key_id() {
     let cache = tempfile::tempdir().unwrap();
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
-    let out = kmsflow(cache.path(), &["run", p.to_str().unwrap(), "--output", "json"]);
+    let out = kmsflow(
+        cache.path(),
+        &["run", p.to_str().unwrap(), "--target", "offline", "--output", "json"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    assert_eq!(
-        doc["steps"][0]["outputs"]["key_version"],
-        "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-    );
-    assert_eq!(doc["steps"][0]["outputs"]["vault_name"], "kv-etcd01");
+    assert_eq!(doc["status"], "succeeded", "{doc}");
 }
 
 #[test]

@@ -165,18 +165,19 @@ fn malformed_pipelines_point_at_the_line_and_exit_2() {
     }
 }
 
+/// The shipped `check-key` with its default key id (the same check on a key the local cloud
+/// minted: `local_cloud.rs`).
 #[test]
-fn the_check_key_pipeline_runs_and_reports_outputs() {
+fn the_check_key_pipeline_runs_offline_with_its_default_key_id() {
     let cache = tempfile::tempdir().unwrap();
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
-    let out = kmsflow(cache.path(), &["run", p.to_str().unwrap(), "--output", "json"]);
+    let out = kmsflow(
+        cache.path(),
+        &["run", p.to_str().unwrap(), "--target", "offline", "--output", "json"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    assert_eq!(
-        doc["steps"][0]["outputs"]["key_version"],
-        "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-    );
-    assert_eq!(doc["steps"][0]["outputs"]["vault_name"], "kv-etcd01");
+    assert_eq!(doc["status"], "succeeded", "{doc}");
 }
 
 #[test]
@@ -1076,4 +1077,126 @@ fn a_checkpoint_flood_is_refused_at_1024_keys_and_at_1mib() {
         "a journal of {} bytes",
         journal.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--output json`: one document on stdout for every command, failures included, with the README's
+// exit codes; a closed stdout ends the process quietly with exit code 141.
+
+/// The one JSON document on stdout (fails on none, on two, or on anything after it).
+fn one_document(out: &Output) -> serde_json::Value {
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&out.stdout)));
+    assert_eq!(docs.len(), 1, "exactly one document:\n{}", text(&out.stdout));
+    docs.into_iter().next().unwrap()
+}
+
+/// `code`, `location` of the error document of a failed command, after checking its exit code.
+fn json_error(out: &Output, exit: i32) -> (String, serde_json::Value) {
+    assert_eq!(out.status.code(), Some(exit), "{}", text(&out.stderr));
+    let doc = one_document(out);
+    let error = &doc["error"];
+    assert_eq!(error.as_object().map(|o| o.len()), Some(3), "{doc}");
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{doc}");
+    (error["code"].as_str().unwrap().to_string(), error["location"].clone())
+}
+
+#[test]
+fn json_failures_print_one_error_document_with_the_exit_code_of_the_readme() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let json = ["--output", "json"];
+    let with = |args: &[&str]| kmsflow_in(d, &[args, &json[..]].concat());
+
+    let syntax = write(d, "syntax.toml", "[pipeline]\nname = \"x\"\n[[steps]]\nid = \n");
+    for command in ["run", "validate", "plan"] {
+        let (code, location) = json_error(&with(&[command, syntax.to_str().unwrap()]), 2);
+        assert_eq!(code, "PipelineInvalid");
+        let location = location.as_str().unwrap().to_string();
+        assert!(location.starts_with(&format!("{}:4:", syntax.display())), "{location}");
+    }
+    let (code, location) = json_error(&with(&["validate", d.join("absent.toml").to_str().unwrap()]), 2);
+    assert_eq!((code.as_str(), location), ("PipelineInvalid", serde_json::Value::Null));
+
+    let core = write(d, "core.wasm", b"\0asm\x01\0\0\0");
+    let (code, _) = json_error(&with(&["plugins", "describe", core.to_str().unwrap()]), 2);
+    assert_eq!(code, "PluginInvalid");
+    let (code, _) = json_error(&with(&["plugins", "describe", "no-such-plugin"]), 2);
+    assert_eq!(code, "PluginUnknown");
+
+    let ok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
+    let (code, _) = json_error(&with(&["run", ok.to_str().unwrap(), "--target", "nowhere"]), 2);
+    assert_eq!(code, "TargetUnknown");
+    let (code, _) = json_error(&with(&["run", "--no-such-flag", "x.toml"]), 2);
+    assert_eq!(code, "UsageInvalid");
+    let (code, _) = json_error(&with(&["runs", "show", "r-none"]), 2);
+    assert_eq!(code, "RunNotFound");
+
+    let not_a_dir = write(d, "not-a-dir", "a file");
+    let out = with(&[
+        "run",
+        ok.to_str().unwrap(),
+        "--target",
+        "offline",
+        "--runs-dir",
+        not_a_dir.to_str().unwrap(),
+    ]);
+    let (code, _) = json_error(&out, 3);
+    assert_eq!(code, "JournalFailed", "{}", text(&out.stdout));
+
+    std::fs::write(d.join("kmsflow.toml"), "default-target = \n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(["runs", "list", "--output", "json"])
+        .current_dir(d)
+        .env("KMSFLOW_RUNS_DIR", d.join("runs"))
+        .output()
+        .unwrap();
+    let (code, location) = json_error(&out, 2);
+    assert_eq!(code, "ConfigInvalid");
+    assert_eq!(location, "kmsflow.toml:1:18");
+}
+
+#[test]
+fn a_failed_run_prints_its_report_as_the_one_json_document_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "test-trap", "");
+    let out = kmsflow_in(
+        dir.path(),
+        &["run", p.to_str().unwrap(), "--target", "offline", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = one_document(&out);
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(report["steps"][0]["status"], "failed", "{report}");
+    assert!(report.get("error").is_none(), "{report}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_with_exit_141() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
+    for args in [
+        &["runs", "list", "--output", "json"][..],
+        &["plugins", "list"],
+        &["validate", ok.to_str().unwrap()],
+        &["runs", "show", "r-none", "--output", "json"],
+    ] {
+        // A pipe whose reader is gone before the command writes: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+            .args(args)
+            .env("KMSFLOW_CACHE_DIR", dir.path().join("cache"))
+            .env("KMSFLOW_RUNS_DIR", dir.path().join("runs"))
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: nothing on stderr, got:\n{stderr}");
+    }
 }

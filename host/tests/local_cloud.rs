@@ -1543,3 +1543,113 @@ fn a_stuck_operation_fails_at_the_deadline_and_resume_finishes_the_run() {
         "KMS is off and every secret rewritten: {summary}"
     );
 }
+
+/// `kmsflow local inspect --output json | head -1`: the reader goes away after one line of a
+/// document larger than a pipe holds; kmsflow stops quietly with exit code 141 (no panic).
+#[test]
+fn local_inspect_into_a_pipe_closed_after_one_line_exits_141_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _served = serve(&state);
+    seed_cluster(dir.path(), &state, "aks-pipe", 2000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsflow"))
+        .args(["local", "inspect", "--output", "json", "--state"])
+        .arg(&state)
+        .arg("aks-pipe")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut first).unwrap();
+    assert_eq!(first, "{\n");
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
+
+/// A vault `name` in rg1 with the operator allowed to create keys, provisioned; then key `key`
+/// created in it. Returns the key's versioned id, as the local cloud minted it.
+async fn new_key(c: &Client, name: &str, key: &str) -> String {
+    let sub = c.profile["default_subscription"].as_str().unwrap().to_string();
+    let rg = format!("/subscriptions/{sub}/resourceGroups/rg1");
+    let (status, doc) = c
+        .arm(reqwest::Method::PUT, &rg, json!({"location": "westeurope"}))
+        .await;
+    assert!(status == 200 || status == 201, "{doc}");
+    let vault = format!("{rg}/providers/Microsoft.KeyVault/vaults/{name}");
+    let props = json!({"tenantId": c.profile["tenant_id"], "sku": {"family": "A", "name": "standard"},
+        "accessPolicies": [{"tenantId": c.profile["tenant_id"], "objectId": c.profile["operator"]["object_id"], "permissions": {"keys": ["create", "get"]}}]});
+    let (status, doc) = c
+        .arm(
+            reqwest::Method::PUT,
+            &vault,
+            json!({"location": "westeurope", "properties": props}),
+        )
+        .await;
+    assert_eq!(status, 201, "{doc}");
+    let vault_uri = doc["properties"]["vaultUri"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    for _ in 0..300 {
+        let (_, doc) = c.arm(reqwest::Method::GET, &vault, json!({})).await;
+        if doc["properties"]["provisioningState"] == "Succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, created) = c
+        .kv(
+            reqwest::Method::POST,
+            &format!("{vault_uri}/keys/{key}/create"),
+            Some(json!({"kty": "RSA"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    created["key"]["kid"].as_str().unwrap().to_string()
+}
+
+/// `workflows/check-key.toml` on the id of a key the local cloud created: the version it reports
+/// is the one Key Vault minted, not a value written in the pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_key_reports_the_version_the_local_cloud_minted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cloud");
+    let _served = serve(&state);
+    let c = client(&state, "kv-check1").await;
+    let kid = new_key(&c, "kv-check1", "etcd-kek").await;
+    let (rest, version) = kid.rsplit_once('/').unwrap();
+    assert!(rest.ends_with("/keys/etcd-kek"), "{kid}");
+    assert_eq!(version.len(), 32, "{kid}");
+    let suffix = c.profile["keyvault_dns_suffix"].as_str().unwrap();
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/check-key.toml");
+    let key_id = format!("key-id={kid}");
+    let dns_suffix = format!("dns-suffix={suffix}");
+    let out = kmsflow_in(
+        dir.path(),
+        &state,
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--target",
+            "offline",
+            "--output",
+            "json",
+            "--set",
+            &key_id,
+            "--set",
+            &dns_suffix,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["steps"][0]["outputs"]["key_version"], version, "{doc}");
+    assert_eq!(doc["steps"][0]["outputs"]["vault_name"], "kv-check1", "{doc}");
+    assert_eq!(doc["steps"][0]["outputs"]["key_name"], "etcd-kek", "{doc}");
+}

@@ -4,7 +4,9 @@
 //! - `cargo xtask quickstart` — builds kmsflow (plugins included) and runs `kmsflow quickstart`:
 //!   the main job (`workflows/quickstart.toml`) on a fresh embedded local cloud;
 //! - `cargo xtask test` — the whole suite: formatting, host workspace tests, guest plugin unit
-//!   tests, and clippy with warnings denied. `.ci/run` calls exactly this.
+//!   tests, and clippy with warnings denied. `.ci/run` calls exactly this. It first installs
+//!   `kubectl` with `apt-get` when it is not on `PATH` (the kubectl compatibility test fails
+//!   without it).
 //! - `cargo xtask setup` — only the target install.
 
 use std::env;
@@ -72,13 +74,49 @@ fn setup() -> Result<(), String> {
     )
 }
 
+/// Whether `kubectl` runs from `PATH`.
+fn kubectl_runs() -> bool {
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Makes sure `kubectl` is on `PATH` for the kubectl compatibility test, which fails without it:
+/// nothing to do when it is there; else `apt-get install -y kubectl` (the package this machine's
+/// kubectl comes from, where its repository is configured), else Debian's `kubernetes-client`.
+fn ensure_kubectl() -> Result<(), String> {
+    if kubectl_runs() {
+        return Ok(());
+    }
+    eprintln!("xtask: kubectl is not on PATH: installing it with apt-get");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let _ = apt(&["update", "-qq"]);
+    for package in ["kubectl", "kubernetes-client"] {
+        if apt(&["install", "-y", "-qq", package]) && kubectl_runs() {
+            eprintln!("xtask: installed kubectl (apt package `{package}`)");
+            return Ok(());
+        }
+    }
+    Err(
+        "kubectl is missing and apt-get could install neither `kubectl` nor `kubernetes-client` \
+         (as root: `apt-get install -y kubernetes-client`); the kubectl compatibility test needs it \
+         (KMSFLOW_SKIP_KUBECTL=1 skips that test on a developer machine, never in CI)"
+            .into(),
+    )
+}
+
 fn test(root: &Path) -> Result<(), String> {
-    match ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .iter()
-        .find(|p| Path::new(p).exists())
-    {
-        Some(k) => eprintln!("xtask: kubectl found at {k}: the kubectl compatibility test runs"),
-        None => eprintln!("xtask: kubectl not found: the kubectl compatibility test will be SKIPPED"),
+    if env::var("KMSFLOW_SKIP_KUBECTL").as_deref() == Ok("1") {
+        eprintln!("xtask: KMSFLOW_SKIP_KUBECTL=1: the kubectl compatibility test will skip");
+    } else {
+        ensure_kubectl()?;
     }
     run(
         "cargo fmt --check",

@@ -1,5 +1,6 @@
 //! `kmsflow local …`: run the local cloud and drive its admin API.
 
+use super::out::{self, out, outln};
 use super::Output;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
@@ -613,8 +614,8 @@ pub async fn run(command: LocalCommand, output: Output) -> anyhow::Result<u8> {
 
 fn print_value(output: Output, doc: &Value, text: impl FnOnce(&Value) -> String) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default()),
-        Output::Text => print!("{}", text(doc)),
+        Output::Json => out::json(doc),
+        Output::Text => out!("{}", text(doc)),
     }
 }
 
@@ -642,28 +643,28 @@ async fn serve(config: Config, output: Output) -> anyhow::Result<u8> {
                 "rbac_propagation_ms": rbac_propagation.as_millis() as u64,
                 "realism": realism,
             });
-            println!("{doc}");
+            out::json_line(&doc);
         }
         Output::Text => {
-            println!("local cloud ready on {}", p.resource_manager);
-            println!("  resource manager   {}", p.resource_manager);
-            println!("  entra authority    {}", p.authority_host);
-            println!("  graph              {}", p.graph);
-            println!(
+            outln!("local cloud ready on {}", p.resource_manager);
+            outln!("  resource manager   {}", p.resource_manager);
+            outln!("  entra authority    {}", p.authority_host);
+            outln!("  graph              {}", p.graph);
+            outln!(
                 "  key vault          https://{{vault}}.{}:{}",
                 p.keyvault_dns_suffix,
                 cloud.port()
             );
-            println!("  tenant             {}", p.tenant_id);
-            println!("  subscription       {}", p.default_subscription);
-            println!(
+            outln!("  tenant             {}", p.tenant_id);
+            outln!("  subscription       {}", p.default_subscription);
+            outln!(
                 "  operator client id {} (secret in {})",
                 p.operator.client_id,
                 dir.join(kmsflow_localcloud::PROFILE_FILE).display()
             );
-            println!("  CA certificate     {}", p.ca_path.display());
-            println!("  RBAC propagation   {}", humantime::format_duration(rbac_propagation));
-            println!("  realism            {realism}");
+            outln!("  CA certificate     {}", p.ca_path.display());
+            outln!("  RBAC propagation   {}", humantime::format_duration(rbac_propagation));
+            outln!("  realism            {realism}");
         }
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

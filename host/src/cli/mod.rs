@@ -8,7 +8,14 @@
 //!   not match its pinned hash;
 //! - `3` the environment: engine creation, target unreachable, run directory or journal, or an
 //!   internal error (a built-in plugin that does not compile);
-//! - `130` interrupted by Ctrl-C (the run can be resumed).
+//! - `130` interrupted by Ctrl-C (the run can be resumed);
+//! - `141` stdout was closed under the process (`| head -1`): it stops quietly ([`out`]).
+//!
+//! With `--output json` every command prints exactly one JSON document on stdout: its result
+//! (a failed run's report included), or, when it printed none, `{"error": {"code", "message",
+//! "location"}}` ([`error_document`]).
+
+mod out;
 
 mod local;
 mod quickstart;
@@ -17,7 +24,13 @@ mod runs;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use kmsflow::{Error, Runtime};
+use kmsflow::config::ConfigError;
+use kmsflow::journal::runs::RunError;
+use kmsflow::journal::JournalError;
+use kmsflow::target::TargetError;
+use kmsflow::{Error, PipelineError, Runtime};
+use out::{errln, out};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -206,22 +219,128 @@ impl From<anyhow::Error> for Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && json_requested() => {
+            let message = e.render().to_string();
+            let message = message.trim().trim_start_matches("error: ");
+            out::json(&json!({"error": {"code": "UsageInvalid", "message": message, "location": null}}));
+            return ExitCode::from(2);
+        }
+        // `--help`, `--version`, and usage errors in text mode: as clap prints them (exit 0 / 2).
+        Err(e) => e.exit(),
+    };
+    let output = cli.output;
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(3);
+            return fail(
+                output,
+                Failure {
+                    code: 3,
+                    error: anyhow::Error::from(e).context("cannot start the async runtime"),
+                },
+            )
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
-        Err(Failure { code, error }) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(code)
+        Err(failure) => fail(output, failure),
+    }
+}
+
+/// Reports `failure` (text: `error: …` on stderr; JSON: the error document on stdout, unless the
+/// command already printed its document) and returns its exit code.
+fn fail(output: Output, failure: Failure) -> ExitCode {
+    match output {
+        Output::Json if !out::document_printed() => out::json(&error_document(&failure)),
+        _ => errln!("error: {:#}", failure.error),
+    }
+    ExitCode::from(failure.code)
+}
+
+/// Whether the raw arguments ask for `--output json` (for errors clap finds before it parses).
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--output=json") || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json")
+}
+
+/// `{"error": {"code", "message", "location"}}`: `code` is stable per failure class (what a
+/// script branches on), `message` the text mode's message, `location` `file:line:column` when
+/// the failure is at a place in a file, else null.
+fn error_document(failure: &Failure) -> serde_json::Value {
+    let (code, location) = classify(failure);
+    json!({"error": {"code": code, "message": format!("{:#}", failure.error), "location": location}})
+}
+
+/// The failure class and location of a failure, from the first error in its chain kmsflow knows;
+/// else from its exit code.
+fn classify(failure: &Failure) -> (&'static str, Option<String>) {
+    for cause in failure.error.chain() {
+        if let Some(e) = cause.downcast_ref::<PipelineError>() {
+            return ("PipelineInvalid", pipeline_location(e));
+        }
+        if let Some(e) = cause.downcast_ref::<Error>() {
+            return match e {
+                Error::Pipeline(e) => ("PipelineInvalid", pipeline_location(e)),
+                Error::UnknownPlugin(_) => ("PluginUnknown", None),
+                Error::ReadPlugin { .. } => ("PluginUnreadable", None),
+                Error::PluginHashMismatch { .. } => ("PluginHashMismatch", None),
+                Error::NotAPlugin { .. } => ("PluginInvalid", None),
+                Error::File(_) => ("FileRefused", None),
+                Error::Compile(_) => ("PluginCompileFailed", None),
+                Error::Engine(_) => ("EngineUnavailable", None),
+                Error::Journal(_) => ("JournalFailed", None),
+                Error::Io { .. } => ("IoFailed", None),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<TargetError>() {
+            return match e {
+                TargetError::Unknown { .. } => ("TargetUnknown", None),
+                TargetError::Config(e) => ("ConfigInvalid", config_location(e)),
+                TargetError::LocalCloud { .. } => ("LocalCloudUnavailable", None),
+                TargetError::Http(_) | TargetError::Credential(_) => ("TargetUnavailable", None),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<ConfigError>() {
+            return ("ConfigInvalid", config_location(e));
+        }
+        if let Some(e) = cause.downcast_ref::<RunError>() {
+            return match e {
+                RunError::NotFound { .. } => ("RunNotFound", None),
+                RunError::Locked { .. } => ("RunLocked", None),
+                RunError::Lock { .. } => ("RunLockFailed", None),
+                RunError::Journal(_) => ("JournalFailed", None),
+            };
+        }
+        if cause.downcast_ref::<JournalError>().is_some() {
+            return ("JournalFailed", None);
         }
     }
+    let code = match failure.code {
+        1 => "StepFailed",
+        2 => "InputInvalid",
+        130 => "Interrupted",
+        _ => "EnvironmentFailed",
+    };
+    (code, None)
+}
+
+fn pipeline_location(e: &PipelineError) -> Option<String> {
+    (e.location.line > 0).then(|| e.location.to_string())
+}
+
+/// `path:line:column` of a TOML syntax error in `kmsflow.toml` (the parser says "at line L, column C").
+fn config_location(e: &ConfigError) -> Option<String> {
+    let ConfigError::Parse { path, message } = e else {
+        return None;
+    };
+    let rest = &message[message.find("at line ")? + "at line ".len()..];
+    let (line, rest) = rest.split_once(", column ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let line: usize = line.trim().parse().ok()?;
+    (!column.is_empty()).then(|| format!("{path}:{line}:{column}"))
 }
 
 fn init_tracing(verbose: u8) {
@@ -364,11 +483,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 .await
                 .map_err(anyhow::Error::from)?;
             match cli.output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&figures.to_json()).unwrap_or_default()
-                ),
-                Output::Text => print!("{figures}"),
+                Output::Json => out::json(&figures.to_json()),
+                Output::Text => out!("{figures}"),
             }
             Ok(0)
         }

@@ -3,6 +3,7 @@
 //! run `workflows/quickstart.toml` (enable KMS v1 → migrate to v2 → rotate twice → switch to a
 //! private vault → status → verify), then print the status table and the at-rest summary.
 
+use super::out::{errln, outln};
 use super::{local, runs, Cache, Failure, Output};
 use anyhow::Context as _;
 use serde_json::json;
@@ -47,7 +48,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
     let sub = format!("/subscriptions/{}", profile.default_subscription);
     let rg = format!("{sub}/resourceGroups/rg-quickstart");
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/aks-quickstart");
-    eprintln!(
+    errln!(
         "local cloud at {} (state {})",
         profile.resource_manager,
         state.display()
@@ -70,7 +71,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
         Some(json!({"cluster": cluster, "count": args.secrets, "namespaces": 5, "size": 48})),
     )
     .await?;
-    eprintln!(
+    errln!(
         "seeded aks-quickstart (Kubernetes 1.26, API server VNet integration) with {} secrets",
         args.secrets
     );
@@ -79,7 +80,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
             "error_percent": 3, "error_after_percent": 2, "drop_percent": 3, "lost_response_percent": 2,
             "services": ["entra", "arm", "graph", "keyvault", "apiserver", "kms"]});
         local::admin(&state, reqwest::Method::PUT, "/_admin/faults", Some(storm)).await?;
-        eprintln!("storm on (seed {seed}): 20 % throttling, 5 % 5xx, 5 % dropped connections on every service");
+        errln!("storm on (seed {seed}): 20 % throttling, 5 % 5xx, 5 % dropped connections on every service");
     }
 
     let quickstart = kmsflow::shipped::materialize(temp.path(), "quickstart").context("cannot write the pipeline")?;
@@ -117,7 +118,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
     .await?;
     if output == Output::Text {
         let s = &summary["summary"];
-        println!(
+        outln!(
             "at rest in aks-quickstart: {} secrets, KMS {} — current: {}, stale: {}, plain: {} (e.g. {})",
             s["total"],
             summary["kms_version"].as_str().unwrap_or("?"),
@@ -126,7 +127,7 @@ pub async fn run(args: QuickstartArgs, cache: Cache, output: Output) -> Result<u
             s["plain"],
             summary["secrets"][0]["at_rest"].as_str().unwrap_or("?")
         );
-        println!("quickstart finished in {:.1} s", started.elapsed().as_secs_f64());
+        outln!("quickstart finished in {:.1} s", started.elapsed().as_secs_f64());
     }
     // The cloud stops before its (temporary) state directory goes.
     drop(cloud);

@@ -1,5 +1,6 @@
 //! What the user sees: progress and step lines on stderr, results on stdout (text or JSON).
 
+use super::out::{self, errln, out, outln};
 use super::Output;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kmsflow::bench::RuntimeFigures;
@@ -46,15 +47,15 @@ impl RunRenderer {
 
     fn line(&self, text: &str) {
         match self.bar.lock().ok().as_ref().and_then(|b| b.as_ref()) {
-            Some(bar) => bar.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
+            Some(bar) => bar.suspend(|| errln!("{text}")),
+            None => errln!("{text}"),
         }
     }
 
     /// The run id comes first, so an interrupted run can always be found again.
     pub fn started(&self, run_id: &str, pipeline: &str) {
         if self.output == Output::Text {
-            println!("run {run_id} ({pipeline})");
+            outln!("run {run_id} ({pipeline})");
         }
     }
 
@@ -165,7 +166,7 @@ impl RunRenderer {
                     "status": if report.succeeded() { "succeeded" } else { "failed" },
                     "steps": steps,
                 });
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                out::json(&doc);
             }
             Output::Text => {
                 for step in &report.steps {
@@ -174,21 +175,21 @@ impl RunRenderer {
                             match &p.value {
                                 // A table or report: its lines as they are, indented.
                                 Value::Text(t) if t.contains('\n') => {
-                                    println!("{}.{} =", step.id, p.name);
+                                    outln!("{}.{} =", step.id, p.name);
                                     for line in t.lines() {
-                                        println!("    {line}");
+                                        outln!("    {line}");
                                     }
                                 }
-                                v => println!("{}.{} = {}", step.id, p.name, value_text(v)),
+                                v => outln!("{}.{} = {}", step.id, p.name, value_text(v)),
                             }
                         }
                     }
                 }
                 match report.failure() {
-                    None => println!("run {} succeeded: {} step(s)", report.run_id, report.steps.len()),
+                    None => outln!("run {} succeeded: {} step(s)", report.run_id, report.steps.len()),
                     Some(f) => {
                         if let Err(e) = &f.outcome {
-                            println!("run {} failed: step `{}` {}", report.run_id, f.id, e);
+                            outln!("run {} failed: step `{}` {}", report.run_id, f.id, e);
                         }
                     }
                 }
@@ -216,12 +217,12 @@ pub fn plugin_list(output: Output, plugins: &[std::sync::Arc<Plugin>]) {
                 .iter()
                 .map(|p| json!({"name": p.name(), "version": p.info().version, "sha256": p.sha256(), "description": p.info().description}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+            out::json(&list);
         }
         Output::Text => {
             let width = plugins.iter().map(|p| p.name().len()).max().unwrap_or(0);
             for p in plugins {
-                println!(
+                outln!(
                     "{:width$}  {:8}  {}  {}",
                     p.name(),
                     p.info().version,
@@ -254,14 +255,14 @@ pub fn plugin_describe(output: Output, plugin: &Plugin) {
                 "params": spec_json(&info.params), "outputs": spec_json(&info.outputs),
                 "grants": info.grants.iter().map(|g| json!({"action": action_name(g.action), "description": g.description})).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            out::json(&doc);
         }
         Output::Text => {
-            println!("{} {}  sha256:{}", plugin.name(), info.version, plugin.sha256());
-            println!("{}", info.description);
-            println!("\nparameters:");
+            outln!("{} {}  sha256:{}", plugin.name(), info.version, plugin.sha256());
+            outln!("{}", info.description);
+            outln!("\nparameters:");
             if info.params.is_empty() {
-                println!("  (none)");
+                outln!("  (none)");
             }
             for s in &info.params {
                 let req = match (&s.default, s.required) {
@@ -269,7 +270,7 @@ pub fn plugin_describe(output: Output, plugin: &Plugin) {
                     (None, true) => "required".to_string(),
                     (None, false) => "optional".to_string(),
                 };
-                println!(
+                outln!(
                     "  {} ({}, {})  {}",
                     s.name,
                     kmsflow::wit_type_name(s.type_),
@@ -278,17 +279,17 @@ pub fn plugin_describe(output: Output, plugin: &Plugin) {
                 );
             }
             if !info.outputs.is_empty() {
-                println!("\noutputs:");
+                outln!("\noutputs:");
                 for s in &info.outputs {
-                    println!("  {} ({})  {}", s.name, kmsflow::wit_type_name(s.type_), s.description);
+                    outln!("  {} ({})  {}", s.name, kmsflow::wit_type_name(s.type_), s.description);
                 }
             }
-            println!("\ngrants:");
+            outln!("\ngrants:");
             if info.grants.is_empty() {
-                println!("  (none: this plugin makes no cloud calls)");
+                outln!("  (none: this plugin makes no cloud calls)");
             }
             for g in &info.grants {
-                println!("  {}  {}", action_name(g.action), g.description);
+                outln!("  {}  {}", action_name(g.action), g.description);
             }
         }
     }
@@ -296,8 +297,8 @@ pub fn plugin_describe(output: Output, plugin: &Plugin) {
 
 pub fn bench(output: Output, f: &RuntimeFigures) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&f.to_json()).unwrap_or_default()),
-        Output::Text => print!("{f}"),
+        Output::Json => out::json(&f.to_json()),
+        Output::Text => out!("{f}"),
     }
 }
 
@@ -317,17 +318,17 @@ pub fn validated(output: Output, pipeline: &kmsflow::Pipeline, prepared: &[kmsfl
             let unknown: Vec<&String> = pipeline.unknown.keys().collect();
             let doc = json!({"pipeline": pipeline.name, "valid": true, "sha256": pipeline.sha256, "vars": vars,
                 "unknown": unknown, "steps": steps});
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            out::json(&doc);
         }
         Output::Text => {
-            println!(
+            outln!(
                 "{}: valid, {} step(s), {} file(s)",
                 pipeline.name,
                 prepared.len(),
                 pipeline.files.len()
             );
             for p in prepared {
-                println!(
+                outln!(
                     "  {} uses {} ({})",
                     p.spec.id,
                     p.plugin.name(),
@@ -336,7 +337,7 @@ pub fn validated(output: Output, pipeline: &kmsflow::Pipeline, prepared: &[kmsfl
             }
             if !pipeline.unknown.is_empty() {
                 let names: Vec<&str> = pipeline.unknown.keys().map(String::as_str).collect();
-                println!("  unknown until run (checked by type only): {}", names.join(", "));
+                outln!("  unknown until run (checked by type only): {}", names.join(", "));
             }
         }
     }
@@ -350,11 +351,11 @@ pub fn workflows(output: Output, list: &[kmsflow::shipped::Shipped]) {
                 .iter()
                 .map(|w| json!({"name": w.name, "summary": w.summary}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            out::json(&doc);
         }
         Output::Text => {
             for w in list {
-                println!("{:<20} {}", w.name, w.summary);
+                outln!("{:<20} {}", w.name, w.summary);
             }
         }
     }
@@ -365,10 +366,10 @@ pub fn plan(output: Output, pipeline: &kmsflow::Pipeline, plan: &[kmsflow::plan:
     match output {
         Output::Json => {
             let doc = json!({"pipeline": pipeline.name, "steps": plan});
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            out::json(&doc);
         }
         Output::Text => {
-            println!("plan for {}:", pipeline.name);
+            outln!("plan for {}:", pipeline.name);
             for s in plan {
                 let what = match (&s.change, &s.blocked, s.skipped) {
                     _ if !s.after_apply.is_empty() => "runs after apply, with values known only then".to_string(),
@@ -377,12 +378,12 @@ pub fn plan(output: Output, pipeline: &kmsflow::Pipeline, plan: &[kmsflow::plan:
                     (None, Some(b), _) => format!("cannot plan: {b}"),
                     (None, None, false) => "no changes".to_string(),
                 };
-                println!("  {} ({}): {what}", s.step, s.plugin);
+                outln!("  {} ({}): {what}", s.step, s.plugin);
                 for (name, value) in &s.known {
-                    println!("      {name} = {value}");
+                    outln!("      {name} = {value}");
                 }
                 for unknown in &s.after_apply {
-                    println!("      {unknown} (known after apply)");
+                    outln!("      {unknown} (known after apply)");
                 }
             }
         }
@@ -396,13 +397,13 @@ fn ms_time(ms: u64) -> String {
 /// `kmsflow runs list`.
 pub fn runs_list(output: Output, runs: &[kmsflow::journal::runs::RunSummary]) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(runs).unwrap_or_default()),
+        Output::Json => out::json(runs),
         Output::Text => {
             if runs.is_empty() {
-                println!("no runs");
+                outln!("no runs");
             }
             for r in runs {
-                println!(
+                outln!(
                     "{}  {:<11}  {}  {} on {}  steps done: {}, calls: {}, retries: {}, denied: {}",
                     r.id,
                     serde_json::to_value(r.state)
@@ -427,10 +428,10 @@ pub fn run_show(output: Output, summary: &kmsflow::journal::runs::RunSummary, re
     use kmsflow::journal::Record;
     if output == Output::Json {
         let doc = json!({"summary": summary, "records": records});
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        out::json(&doc);
         return;
     }
-    println!(
+    outln!(
         "run {} — {} on {} — {}",
         summary.id,
         summary.pipeline,
@@ -442,13 +443,13 @@ pub fn run_show(output: Output, summary: &kmsflow::journal::runs::RunSummary, re
     );
     for r in records {
         match r {
-            Record::RunStarted { at_ms, .. } => println!("{}  started", ms_time(*at_ms)),
-            Record::Resumed { at_ms, allow_changed } => println!(
+            Record::RunStarted { at_ms, .. } => outln!("{}  started", ms_time(*at_ms)),
+            Record::Resumed { at_ms, allow_changed } => outln!(
                 "{}  resumed{}",
                 ms_time(*at_ms),
                 if *allow_changed { " (changes allowed)" } else { "" }
             ),
-            Record::StepStarted { step, plugin, .. } => println!("  ▶ {step} ({plugin})"),
+            Record::StepStarted { step, plugin, .. } => outln!("  ▶ {step} ({plugin})"),
             Record::Call {
                 call,
                 resource,
@@ -473,12 +474,12 @@ pub fn run_show(output: Output, summary: &kmsflow::journal::runs::RunSummary, re
                 if let Some(id) = request_ids.first() {
                     line.push_str(&format!(" [{id}]"));
                 }
-                println!("{line}");
+                outln!("{line}");
             }
             Record::CallDenied {
                 call, action, resource, ..
-            } => println!("    ⛔ {call}: no `{action}` grant on {resource}"),
-            Record::Checkpoint { key, value, .. } => println!(
+            } => outln!("    ⛔ {call}: no `{action}` grant on {resource}"),
+            Record::Checkpoint { key, value, .. } => outln!(
                 "    ⚑ checkpoint {key}{}",
                 if value.is_some() { "" } else { " removed" }
             ),
@@ -489,15 +490,15 @@ pub fn run_show(output: Output, summary: &kmsflow::journal::runs::RunSummary, re
                 reason,
                 ..
             } => match ok {
-                true => println!("  ✔ {step} ({duration_ms}ms)"),
-                false => println!(
+                true => outln!("  ✔ {step} ({duration_ms}ms)"),
+                false => outln!(
                     "  ✘ {step} ({duration_ms}ms): {}",
                     reason.as_deref().unwrap_or("failed")
                 ),
             },
-            Record::StepSkipped { step, condition } => println!("  - {step} skipped: `{condition}`"),
+            Record::StepSkipped { step, condition } => outln!("  - {step} skipped: `{condition}`"),
             Record::RunFinished { ok, at_ms } => {
-                println!("{}  {}", ms_time(*at_ms), if *ok { "succeeded" } else { "failed" })
+                outln!("{}  {}", ms_time(*at_ms), if *ok { "succeeded" } else { "failed" })
             }
         }
     }

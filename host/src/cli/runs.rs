@@ -1,5 +1,6 @@
 //! `kmsflow run`, `resume`, `plan`, `validate` and `runs list|show`.
 
+use super::out::{self, errln};
 use super::{build_runtime, local, render, Cache, Failure, Output};
 use anyhow::Context as _;
 use clap::Args;
@@ -173,7 +174,13 @@ async fn drive(
     let report: RunReport = tokio::select! {
         report = work => report,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted; resume with: {resume_cmd}");
+            if output == Output::Json {
+                return Err(Failure {
+                    code: 130,
+                    error: anyhow::anyhow!("interrupted; resume with: {resume_cmd}"),
+                });
+            }
+            errln!("interrupted; resume with: {resume_cmd}");
             return Ok(130);
         }
     };
@@ -187,7 +194,7 @@ async fn drive(
     if report.succeeded() {
         Ok(0)
     } else {
-        eprintln!("resume with: {resume_cmd}");
+        errln!("resume with: {resume_cmd}");
         Ok(1)
     }
 }
@@ -233,7 +240,7 @@ pub async fn run(
         })
         .context("cannot write the run journal")?;
     if output == Output::Text {
-        eprintln!("run {run_id} (journal: {})", run.journal_path().display());
+        errln!("run {run_id} (journal: {})", run.journal_path().display());
     }
     let cmd = resume_command(&run_id, &runs_dir, &config);
     drive(
@@ -274,7 +281,12 @@ pub async fn resume(
         )));
     };
     if matches!(records.last(), Some(Record::RunFinished { ok: true, .. })) {
-        eprintln!("run {run_id} already succeeded; nothing to resume");
+        match output {
+            Output::Json => out::json(&serde_json::json!({
+                "run_id": run_id, "status": "succeeded", "resumed": false,
+            })),
+            Output::Text => errln!("run {run_id} already succeeded; nothing to resume"),
+        }
         return Ok(0);
     }
     let runtime = build_runtime(cache)?;
@@ -316,7 +328,7 @@ pub async fn resume(
         .context("cannot write the run journal")?;
     let state = runs::resume_state(&records);
     if output == Output::Text {
-        eprintln!(
+        errln!(
             "resuming run {run_id}: {} step(s) already finished",
             state.finished.len()
         );
@@ -380,7 +392,7 @@ pub fn list(runs_dir_arg: Option<PathBuf>, config_path: Option<&Path>, output: O
     for run in runs::list(&dir) {
         match run.records() {
             Ok(records) => summaries.push(runs::summarize(&run.id, &records)),
-            Err(e) => eprintln!("warning: {e}"),
+            Err(e) => errln!("warning: {e}"),
         }
     }
     render::runs_list(output, &summaries);

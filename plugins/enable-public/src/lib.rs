@@ -31,7 +31,7 @@ fn preflight(params: &Params) -> Result<Preflight, Error> {
         kms::require_user_assigned(c)?;
         if kms::kms_version(c) == "v1" && kms::current_key(c) == kms::NONE {
             let secrets = kubernetes::count_secrets(&cluster_id).context("counting secrets")?;
-            if secrets >= kms::KMS_V1_SECRET_LIMIT {
+            if kms::over_kms_v1_limit(secrets) {
                 return Err(refuse(
                     "KmsV1SecretLimit",
                     format!(

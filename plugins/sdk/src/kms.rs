@@ -234,8 +234,15 @@ pub fn kms_version(cluster: &aks::Cluster) -> &'static str {
     }
 }
 
-/// KMS v1 clusters hold at most 2,000 secrets on AKS.
+/// KMS v1 clusters hold at most 2,000 secrets on AKS (the reference's §7, "at most 2,000 secrets
+/// with KMS v1"): 2,000 is allowed, the 2,001st is not.
 pub const KMS_V1_SECRET_LIMIT: u64 = 2000;
+
+/// Whether a KMS v1 cluster holding `secrets` secrets is over [`KMS_V1_SECRET_LIMIT`]; exactly
+/// the limit is within it.
+pub fn over_kms_v1_limit(secrets: u64) -> bool {
+    secrets > KMS_V1_SECRET_LIMIT
+}
 
 /// Whether `key_id` is `https://{vault}.{suffix}/keys/{name}/{version}`.
 pub fn is_versioned(key_id: &str) -> bool {
@@ -256,6 +263,13 @@ pub fn now_secs() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kms_v1_limit_allows_2000_secrets_and_refuses_2001() {
+        assert!(!over_kms_v1_limit(1999));
+        assert!(!over_kms_v1_limit(2000));
+        assert!(over_kms_v1_limit(2001));
+    }
 
     #[test]
     fn versions_and_key_ids() {

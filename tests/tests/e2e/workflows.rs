@@ -393,9 +393,31 @@ async fn enable_private_then_switch_to_public_and_back() {
     assert_eq!(summary["current"], 30, "{summary}");
     assert_eq!(summary["plain"], 0);
 
+    // `plain-seconds` is the wall-clock time (whole Unix seconds) from `prepare` recording KMS off
+    // to `apply` seeing KMS on again. Each of the two cluster updates between those instants takes
+    // at least the operation duration, and both instants fall inside the run this test times.
+    let (_, settings) = e.c.admin(Method::GET, "/_admin/settings", None).await;
+    e.c.settings(json!({"operation_duration_ms": 1500})).await;
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let started = unix_now();
     let r = e.run("switch-to-public.toml", &vars).await;
+    let finished = unix_now();
     succeeded(&r);
-    assert!(matches!(output(&r, "apply", "plain-seconds"), kmsflow::wit::types::Value::Integer(s) if s >= 0));
+    let kmsflow::wit::types::Value::Integer(plain) = output(&r, "apply", "plain-seconds") else {
+        panic!("plain-seconds is an integer")
+    };
+    assert!(
+        (3..=finished - started).contains(&plain),
+        "plain for {plain} s: at least the two 1.5 s cluster updates, at most the {} s the run took",
+        finished - started
+    );
+    e.c.settings(json!({"operation_duration_ms": settings["operation_duration_ms"]}))
+        .await;
     let (_, doc) = e.c.arm(Method::GET, &cluster, None).await;
     assert_eq!(
         doc["properties"]["securityProfile"]["azureKeyVaultKms"]["keyVaultNetworkAccess"],
@@ -572,11 +594,14 @@ async fn every_preflight_refusal_names_the_fix_and_writes_nothing() {
     assert!(msg.contains("KeyNotRsa") && msg.contains("RSA"), "{msg}");
     assert!(writes.is_empty(), "{writes:?}");
 
-    // KMS v1 at the 2,000-secret limit.
+    // KMS v1 over the 2,000-secret limit (2,000 itself is allowed: see the boundary test).
     let v1 = e.cluster("aks-full", "1.26", false, "UserAssigned").await;
-    e.c.seed_secrets("aks-full", 2000, 10).await;
+    e.c.seed_secrets("aks-full", 2001, 10).await;
     let (msg, writes) = enable_refusal(&e, v1, "kv-ref-full").await;
-    assert!(msg.contains("KmsV1SecretLimit") && msg.contains("1.27"), "{msg}");
+    assert!(
+        msg.contains("KmsV1SecretLimit") && msg.contains("holds 2001 secrets") && msg.contains("1.27"),
+        "{msg}"
+    );
     assert!(writes.is_empty(), "{writes:?}");
 
     // An operation already in progress on the cluster.
@@ -645,4 +670,40 @@ async fn every_preflight_refusal_names_the_fix_and_writes_nothing() {
     let msg = report.outcome.unwrap_err().to_string();
     assert!(msg.contains("has no version"), "{msg}");
     e.nothing_deleted().await;
+}
+
+/// "At most 2,000 secrets with KMS v1" (the reference's §7): enable-public takes a KMS v1 cluster
+/// holding exactly 2,000 secrets, and the local cloud then refuses the 2,001st.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_v1_takes_exactly_2000_secrets_and_refuses_the_2001st() {
+    let e = env().await;
+    let rg = e.rg();
+    let cluster = e.cluster("aks-2000", "1.26", false, "UserAssigned").await;
+    e.c.seed_secrets("aks-2000", 2000, 10).await;
+    let r = e
+        .run(
+            "enable-public.toml",
+            &[
+                ("resource-group", &rg),
+                ("cluster", &cluster),
+                ("vault-name", "kv-2000"),
+            ],
+        )
+        .await;
+    succeeded(&r);
+    let (summary, items) = e.at_rest("aks-2000").await;
+    assert_eq!(summary["current"], 2000, "{summary}");
+    assert!(items.iter().all(|(f, _)| f == "kms-v1"), "{:?}", items.first());
+
+    let (status, body) =
+        e.c.admin(
+            Method::POST,
+            "/_admin/seed-secrets",
+            Some(json!({"cluster": cluster, "count": 1, "namespaces": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("at most 2000"), "{body}");
+    let (summary, _) = e.at_rest("aks-2000").await;
+    assert_eq!(summary["total"], 2000, "{summary}");
 }

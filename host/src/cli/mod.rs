@@ -10,10 +10,13 @@
 //!   internal error (a built-in plugin that does not compile);
 //! - `130` interrupted by Ctrl-C (the run can be resumed).
 
+#[cfg(feature = "local-cloud")]
 mod local;
+#[cfg(feature = "local-cloud")]
 mod quickstart;
 mod render;
 mod runs;
+mod state_dir;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -113,6 +116,7 @@ enum Command {
     },
     /// The main job on a fresh local cloud: seed a 1.26 cluster, enable KMS, migrate to v2, rotate
     /// twice, switch to private, print the status and the secrets' at-rest summary.
+    #[cfg(feature = "local-cloud")]
     Quickstart(quickstart::QuickstartArgs),
     /// Past runs, from their journals.
     #[command(subcommand)]
@@ -124,6 +128,7 @@ enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// The local cloud: an Azure + AKS emulator on loopback.
+    #[cfg(feature = "local-cloud")]
     #[command(subcommand)]
     Local(local::LocalCommand),
 }
@@ -281,6 +286,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             runs::plan(&pipeline, inputs, cli.config.as_deref(), cache, cli.output).await
         }
         Command::Validate { pipeline, inputs } => runs::validate(&pipeline, inputs, cache, cli.output).await,
+        #[cfg(feature = "local-cloud")]
         Command::Quickstart(args) => quickstart::run(args, cache, cli.output).await,
         Command::Runs(RunsCommand::List { runs_dir }) => runs::list(runs_dir, cli.config.as_deref(), cli.output),
         Command::Runs(RunsCommand::Show { run_id, runs_dir }) => {
@@ -306,6 +312,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             render::plugin_describe(cli.output, &loaded);
             Ok(0)
         }
+        #[cfg(feature = "local-cloud")]
         Command::Local(command) => local::run(command, cli.output).await.map_err(Failure::from),
         Command::Bench(BenchCommand::Runtime { iterations }) => {
             let figures = kmsflow::bench::runtime(iterations).await.map_err(anyhow::Error::from)?;

@@ -1,6 +1,6 @@
 //! `kmsflow run`, `resume`, `plan`, `validate` and `runs list|show`.
 
-use super::{build_runtime, local, render, Cache, Failure, Output};
+use super::{build_runtime, render, state_dir, Cache, Failure, Output};
 use anyhow::Context as _;
 use clap::Args;
 use kmsflow::config::Config;
@@ -47,7 +47,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
 async fn target(name: &str, config: &Config, local_dir: Option<&Path>) -> Result<Target, Failure> {
     let local_dir = match local_dir {
         Some(d) => d.to_path_buf(),
-        None => local::default_state_dir_or_env()?,
+        None => state_dir::default_state_dir_or_env()?,
     };
     Target::from_config(name, config, &local_dir)
         .await

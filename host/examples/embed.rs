@@ -1,6 +1,16 @@
 //! Embedding kmsflow: run a pipeline from your own program and watch its events.
 //!
 //! `cargo run -p kmsflow --example embed` runs `workflows/check-key.toml`.
+//!
+//! It uses nothing of the local cloud, so your program can depend on the library without the
+//! emulator (no axum, SQLite, RSA or certificate generation):
+//!
+//! ```toml
+//! [dependencies]
+//! kmsflow = { path = "…/kmsflow/host", default-features = false }
+//! ```
+//!
+//! and `cargo run -p kmsflow --no-default-features --example embed` runs it that way.
 
 use kmsflow::{Event, Pipeline, RunOptions, Runtime, Target};
 use std::sync::Arc;

@@ -24,6 +24,15 @@
 //! ```
 //!
 //! A runnable version is `cargo run -p kmsflow --example embed`.
+//!
+//! # Features
+//!
+//! - `local-cloud` (default): links the local cloud (`kmsflow-localcloud`, an Azure + AKS
+//!   emulator on axum, bundled SQLite, RSA and certificate generation) so that [`Target::local`]
+//!   can start one in-process, and gives the CLI `local …` and `quickstart`. An embedder takes
+//!   `kmsflow = { …, default-features = false }`: [`Target::local`] then connects only to a local
+//!   cloud another process serves (through [`cloud::LocalProfile`]), and none of the emulator's
+//!   dependencies are linked.
 
 pub mod backend;
 pub mod bench;

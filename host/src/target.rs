@@ -1,8 +1,13 @@
 //! Where a run's capability calls go.
 //!
-//! A target pairs a name with a [`CloudBackend`]. The built-in targets (`local`, Azure clouds)
-//! arrive with issues 3 and 5; until then [`Target::offline`] answers every cloud call with
-//! `unavailable`, and an embedding program may bring its own backend.
+//! A target pairs a name with a [`CloudBackend`]: [`Target::offline`] answers every cloud call
+//! with `unavailable`, [`Target::azure`] goes to an Azure cloud through the production clients,
+//! [`Target::local`] to the local cloud, and an embedding program may bring its own backend.
+//!
+//! The local cloud is reached through the profile it publishes in its state directory
+//! ([`crate::cloud::LocalProfile`]: endpoints, CA, operator), which needs none of the emulator's
+//! code. Only starting one in-process needs the `local-cloud` feature (on by default; an embedder
+//! builds with `default-features = false` and links no emulator).
 
 use crate::backend::{CloudBackend, Unavailable};
 use std::sync::Arc;
@@ -13,8 +18,15 @@ pub struct Target {
     name: String,
     backend: Arc<dyn CloudBackend>,
     /// An in-process local cloud this target started, kept alive as long as the target.
-    _local: Option<Arc<kmsflow_localcloud::LocalCloud>>,
+    _local: Option<LocalGuard>,
 }
+
+/// What keeps an in-process local cloud serving. Without the `local-cloud` feature none can
+/// start, and the type has no values.
+#[cfg(feature = "local-cloud")]
+type LocalGuard = Arc<kmsflow_localcloud::LocalCloud>;
+#[cfg(not(feature = "local-cloud"))]
+type LocalGuard = std::convert::Infallible;
 
 /// How a target's clients behave: what `kmsflow.toml` can tune per target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +59,14 @@ impl Default for TargetSettings {
 pub enum TargetError {
     #[error("cannot start the local cloud in {dir}: {reason}")]
     LocalCloud { dir: String, reason: String },
+    /// No local cloud serves in `dir`, and this build cannot start one: kmsflow was built without
+    /// the `local-cloud` feature.
+    #[error(
+        "no local cloud is serving in {dir} ({reason}), and this kmsflow was built without the \
+         `local-cloud` feature: start `kmsflow local serve --state {dir}`, or build with the \
+         `local-cloud` feature"
+    )]
+    LocalCloudNotServing { dir: String, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
     #[error("cannot create the credential: {0}")]
@@ -76,6 +96,10 @@ impl Target {
     /// The local cloud whose state lives in `state_dir`: connects to one that is serving there, or
     /// starts one in-process for as long as this target lives. Calls go through the production
     /// clients, as the operator the local cloud created.
+    ///
+    /// Built without the `local-cloud` feature it only connects: when nothing serves in
+    /// `state_dir` it returns [`TargetError::LocalCloudNotServing`], which names the fix (start
+    /// `kmsflow local serve`, or build with the feature).
     pub async fn local(state_dir: &std::path::Path) -> Result<Self, TargetError> {
         Target::local_with(state_dir, &TargetSettings::default()).await
     }
@@ -91,30 +115,19 @@ impl Target {
         settings: &TargetSettings,
         credential: Option<&crate::cloud::credential::CredentialSpec>,
     ) -> Result<Self, TargetError> {
-        use crate::cloud::{credential, CloudProfile};
-        let local_err = |reason: String| TargetError::LocalCloud {
-            dir: state_dir.display().to_string(),
-            reason,
-        };
-        let running = kmsflow_localcloud::read_profile(state_dir).ok().filter(|p| {
-            let port = p
-                .resource_manager
-                .trim_end_matches('/')
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse::<u16>().ok());
-            port.is_some_and(|port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
-        });
-        let (profile, guard) = match running {
-            Some(p) => (p, None),
-            None => {
-                let cloud = kmsflow_localcloud::LocalCloud::start(kmsflow_localcloud::Config::new(state_dir))
-                    .await
-                    .map_err(|e| local_err(e.to_string()))?;
-                (cloud.profile().clone(), Some(Arc::new(cloud)))
+        use crate::cloud::{credential, LocalProfile};
+        let (profile, guard) = match LocalProfile::read(state_dir) {
+            Ok(p) if p.is_serving() => (p, None),
+            Ok(p) => {
+                let why = match p.port() {
+                    Some(port) => format!("nothing answers on its port {port}"),
+                    None => format!("its endpoint {} has no port", p.resource_manager),
+                };
+                Target::start_local(state_dir, why).await?
             }
+            Err(e) => Target::start_local(state_dir, e.to_string()).await?,
         };
-        let cloud = CloudProfile::from_local(&profile);
+        let cloud = profile.cloud();
         let client = crate::cloud::http::client(&cloud).map_err(|e| TargetError::Http(e.to_string()))?;
         let cred = match credential {
             Some(spec) => {
@@ -132,6 +145,35 @@ impl Target {
         let mut target = Target::azure("local", &cloud, client, cred, settings);
         target._local = guard;
         Ok(target)
+    }
+
+    /// Starts a local cloud in `state_dir` in this process (none serves there: `why_not_serving`),
+    /// returning its profile and the handle that keeps it serving.
+    #[cfg(feature = "local-cloud")]
+    async fn start_local(
+        state_dir: &std::path::Path,
+        _why_not_serving: String,
+    ) -> Result<(crate::cloud::LocalProfile, Option<LocalGuard>), TargetError> {
+        let cloud = kmsflow_localcloud::LocalCloud::start(kmsflow_localcloud::Config::new(state_dir))
+            .await
+            .map_err(|e| TargetError::LocalCloud {
+                dir: state_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok((crate::cloud::LocalProfile::from(cloud.profile()), Some(Arc::new(cloud))))
+    }
+
+    /// Without the `local-cloud` feature no local cloud can start in-process: the error names
+    /// the two ways out.
+    #[cfg(not(feature = "local-cloud"))]
+    async fn start_local(
+        state_dir: &std::path::Path,
+        why_not_serving: String,
+    ) -> Result<(crate::cloud::LocalProfile, Option<LocalGuard>), TargetError> {
+        Err(TargetError::LocalCloudNotServing {
+            dir: state_dir.display().to_string(),
+            reason: why_not_serving,
+        })
     }
 
     /// A target on an Azure cloud (or the local one) through the production clients.
@@ -224,5 +266,22 @@ impl std::fmt::Debug for Target {
         f.debug_struct("Target")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Built without the `local-cloud` feature, a state directory where nothing serves is an
+    /// error that names both ways out, not an attempt to start an emulator that is not linked.
+    #[cfg(not(feature = "local-cloud"))]
+    #[tokio::test]
+    async fn without_the_feature_a_local_target_only_connects() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let err = super::Target::local(dir.path()).await.unwrap_err();
+        assert!(matches!(err, super::TargetError::LocalCloudNotServing { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("kmsflow local serve"), "{message}");
+        assert!(message.contains("`local-cloud` feature"), "{message}");
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! - `cargo xtask quickstart` — builds kmsflow (plugins included) and runs `kmsflow quickstart`:
 //!   the main job (`workflows/quickstart.toml`) on a fresh embedded local cloud;
-//! - `cargo xtask test` — the whole suite: formatting, host workspace tests, guest plugin unit
-//!   tests, and clippy with warnings denied. `.ci/run` calls exactly this. It first installs
-//!   `kubectl` with `apt-get` when it is not on `PATH` (the kubectl compatibility test fails
-//!   without it).
+//! - `cargo xtask test` — the whole suite: formatting, the library without the emulator (its
+//!   dependency tree and a clippy build with `--no-default-features`), host workspace tests, guest
+//!   plugin unit tests, and clippy with warnings denied. `.ci/run` calls exactly this. It first
+//!   installs `kubectl` with `apt-get` when it is not on `PATH` (the kubectl compatibility test
+//!   fails without it).
 //! - `cargo xtask setup` — only the target install.
 
 use std::env;
@@ -128,6 +129,7 @@ fn test(root: &Path) -> Result<(), String> {
             .current_dir(root.join("plugins"))
             .args(["fmt", "--all", "--", "--check"]),
     )?;
+    library_without_emulator(root)?;
     run(
         "cargo test --workspace",
         cargo().current_dir(root).args(["test", "--workspace"]),
@@ -148,6 +150,72 @@ fn test(root: &Path) -> Result<(), String> {
         cargo()
             .current_dir(root)
             .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )
+}
+
+/// Packages the `kmsflow` library must not link without its `local-cloud` feature: the emulator
+/// and what only the emulator needs (its HTTP server, its database, RSA with an open advisory,
+/// certificate generation).
+const EMULATOR_ONLY: &[&str] = &["kmsflow-localcloud", "axum", "axum-server", "rusqlite", "rsa", "rcgen"];
+
+/// `kmsflow` as an embedder takes it (`default-features = false`): its normal dependency tree holds
+/// none of [`EMULATOR_ONLY`], and the library, the CLI built without the emulator and their unit
+/// tests compile and lint clean (a `#[cfg]` slip shows up only in that build).
+fn library_without_emulator(root: &Path) -> Result<(), String> {
+    let what = "cargo tree -p kmsflow --no-default-features -e normal";
+    eprintln!("xtask: {what}");
+    let out = cargo()
+        .current_dir(root)
+        .args([
+            "tree",
+            "-p",
+            "kmsflow",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let mut linked: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| EMULATOR_ONLY.contains(name))
+        .collect();
+    linked.sort_unstable();
+    linked.dedup();
+    if tree.lines().count() < 2 {
+        return Err(format!("{what} printed no dependencies:\n{tree}"));
+    }
+    if !linked.is_empty() {
+        return Err(format!(
+            "the kmsflow library without its `local-cloud` feature links {}; only the emulator may use them",
+            linked.join(", ")
+        ));
+    }
+    run(
+        "cargo clippy -p kmsflow --no-default-features --all-targets -- -D warnings",
+        cargo().current_dir(root).args([
+            "clippy",
+            "-p",
+            "kmsflow",
+            "--no-default-features",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )
 }
 

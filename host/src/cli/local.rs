@@ -1,6 +1,7 @@
 //! `kmsflow local …`: run the local cloud and drive its admin API.
 
 use super::out::{self, out, outln};
+use super::state_dir::default_state_dir;
 use super::Output;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
@@ -23,21 +24,6 @@ impl StateArg {
             None => default_state_dir(),
         }
     }
-}
-
-/// `KMSFLOW_LOCAL_STATE`, else the default state directory.
-pub fn default_state_dir_or_env() -> anyhow::Result<PathBuf> {
-    match std::env::var_os("KMSFLOW_LOCAL_STATE") {
-        Some(dir) => Ok(PathBuf::from(dir)),
-        None => default_state_dir(),
-    }
-}
-
-/// `$XDG_DATA_HOME/kmsflow/localcloud` (or the platform's equivalent).
-pub fn default_state_dir() -> anyhow::Result<PathBuf> {
-    dirs::data_local_dir()
-        .map(|d| d.join("kmsflow").join("localcloud"))
-        .context("no data directory for this user; pass --state DIR")
 }
 
 #[derive(Subcommand)]

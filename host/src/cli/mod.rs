@@ -17,10 +17,13 @@
 
 mod out;
 
+#[cfg(feature = "local-cloud")]
 mod local;
+#[cfg(feature = "local-cloud")]
 mod quickstart;
 mod render;
 mod runs;
+mod state_dir;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -126,6 +129,7 @@ enum Command {
     },
     /// The main job on a fresh local cloud: seed a 1.26 cluster, enable KMS, migrate to v2, rotate
     /// twice, switch to private, print the status and the secrets' at-rest summary.
+    #[cfg(feature = "local-cloud")]
     Quickstart(quickstart::QuickstartArgs),
     /// Past runs, from their journals.
     #[command(subcommand)]
@@ -140,6 +144,7 @@ enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// The local cloud: an Azure + AKS emulator on loopback.
+    #[cfg(feature = "local-cloud")]
     #[command(subcommand)]
     Local(local::LocalCommand),
 }
@@ -299,7 +304,9 @@ fn classify(failure: &Failure) -> (&'static str, Option<String>) {
             return match e {
                 TargetError::Unknown { .. } => ("TargetUnknown", None),
                 TargetError::Config(e) => ("ConfigInvalid", config_location(e)),
-                TargetError::LocalCloud { .. } => ("LocalCloudUnavailable", None),
+                TargetError::LocalCloud { .. } | TargetError::LocalCloudNotServing { .. } => {
+                    ("LocalCloudUnavailable", None)
+                }
                 TargetError::Http(_) | TargetError::Credential(_) => ("TargetUnavailable", None),
             };
         }
@@ -447,6 +454,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Validate { pipeline, inputs } => {
             runs::validate(&pipeline_file(pipeline)?, inputs, cache, cli.output).await
         }
+        #[cfg(feature = "local-cloud")]
         Command::Quickstart(args) => quickstart::run(args, cache, cli.output).await,
         Command::Runs(RunsCommand::List { runs_dir }) => runs::list(runs_dir, cli.config.as_deref(), cli.output),
         Command::Runs(RunsCommand::Show { run_id, runs_dir }) => {
@@ -472,6 +480,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             render::plugin_describe(cli.output, &loaded);
             Ok(0)
         }
+        #[cfg(feature = "local-cloud")]
         Command::Local(command) => local::run(command, cli.output).await.map_err(Failure::from),
         Command::Bench(BenchCommand::Runtime { iterations }) => {
             let figures = kmsflow::bench::runtime(iterations).await.map_err(anyhow::Error::from)?;

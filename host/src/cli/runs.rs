@@ -1,7 +1,7 @@
 //! `kmsflow run`, `resume`, `plan`, `validate` and `runs list|show`.
 
 use super::out::{self, errln};
-use super::{build_runtime, local, render, Cache, Failure, Output};
+use super::{build_runtime, render, state_dir, Cache, Failure, Output};
 use anyhow::Context as _;
 use clap::Args;
 use kmsflow::config::Config;
@@ -76,7 +76,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
 fn subscription(config: &Config, target: &str, local_dir: Option<&Path>) -> Result<Option<String>, Failure> {
     let local_dir = match local_dir {
         Some(d) => d.to_path_buf(),
-        None => local::default_state_dir_or_env()?,
+        None => state_dir::default_state_dir_or_env()?,
     };
     Ok(config.subscription_for(target, &local_dir))
 }
@@ -84,7 +84,7 @@ fn subscription(config: &Config, target: &str, local_dir: Option<&Path>) -> Resu
 async fn target(name: &str, config: &Config, local_dir: Option<&Path>) -> Result<Target, Failure> {
     let local_dir = match local_dir {
         Some(d) => d.to_path_buf(),
-        None => local::default_state_dir_or_env()?,
+        None => state_dir::default_state_dir_or_env()?,
     };
     Target::from_config(name, config, &local_dir)
         .await

@@ -16,4 +16,4 @@ pub use arm::{ArmClient, ArmResponse, CloudError, RetryPolicy};
 pub use azure::{ApiVersions, AzureBackend};
 pub use keyvault::KeyVaultClient;
 pub use kube::{KubeClients, KubeContext};
-pub use profile::CloudProfile;
+pub use profile::{CloudProfile, LocalProfile};

@@ -80,25 +80,13 @@ impl CloudProfile {
 
     /// The profile a local cloud published in its state directory.
     pub fn local(state_dir: &Path) -> Result<CloudProfile, ProfileError> {
-        let p = kmsflow_localcloud::read_profile(state_dir).map_err(|e| ProfileError::Local(e.to_string()))?;
-        Ok(Self::from_local(&p))
+        Ok(LocalProfile::read(state_dir)?.cloud())
     }
 
-    /// The profile of a running local cloud.
+    /// The profile of a running local cloud started in this process.
+    #[cfg(feature = "local-cloud")]
     pub fn from_local(p: &kmsflow_localcloud::CloudProfile) -> CloudProfile {
-        let trim = |s: &str| s.trim_end_matches('/').to_string();
-        CloudProfile {
-            name: "local".into(),
-            resource_manager: trim(&p.resource_manager),
-            authority_host: trim(&p.authority_host),
-            graph: trim(&p.graph),
-            keyvault_dns_suffix: p.keyvault_dns_suffix.clone(),
-            arm_audience: p.arm_audience.clone(),
-            keyvault_audience: p.keyvault_audience.clone(),
-            graph_audience: p.graph_audience.clone(),
-            extra_ca_pem: Some(p.ca_pem.clone()),
-            loopback_names: true,
-        }
+        LocalProfile::from(p).cloud()
     }
 
     /// `{audience}/.default` for Resource Manager.
@@ -109,6 +97,108 @@ impl CloudProfile {
     /// `{audience}/.default` for Key Vault.
     pub fn keyvault_scope(&self) -> String {
         format!("{}/.default", self.keyvault_audience.trim_end_matches('/'))
+    }
+}
+
+/// The name of the profile a local cloud publishes in its state directory.
+pub const LOCAL_PROFILE_FILE: &str = "profile.json";
+
+/// What a local cloud publishes in `{state_dir}/profile.json` while it serves, as far as a client
+/// needs it: endpoints, the CA to trust, the tenant and the operator's credentials.
+///
+/// This mirrors the file (fields the client does not need are ignored), so that connecting to a
+/// local cloud another process serves (`kmsflow local serve`) needs none of the emulator's code:
+/// the library built without the `local-cloud` feature reads it too. A unit test built with the
+/// feature checks the mirror against the emulator's own type.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LocalProfile {
+    pub resource_manager: String,
+    pub authority_host: String,
+    pub graph: String,
+    pub keyvault_dns_suffix: String,
+    pub arm_audience: String,
+    pub keyvault_audience: String,
+    pub graph_audience: String,
+    pub tenant_id: String,
+    pub default_subscription: String,
+    /// PEM of the CA that signed the local cloud's server certificates.
+    pub ca_pem: String,
+    /// The operator principal the local cloud created (an app registration with a secret).
+    pub operator: LocalOperator,
+}
+
+/// The local cloud's operator principal, as its profile publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LocalOperator {
+    pub client_id: String,
+    pub client_secret: String,
+    pub object_id: String,
+}
+
+impl LocalProfile {
+    /// Reads the profile a local cloud published in `state_dir`. It says nothing about whether
+    /// that cloud still serves (see [`LocalProfile::is_serving`]).
+    pub fn read(state_dir: &Path) -> Result<LocalProfile, ProfileError> {
+        let path = state_dir.join(LOCAL_PROFILE_FILE);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| ProfileError::Local(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| ProfileError::Local(format!("{}: {e}", path.display())))
+    }
+
+    /// The loopback port of the Resource Manager endpoint, when the URL has one.
+    pub fn port(&self) -> Option<u16> {
+        self.resource_manager
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+    }
+
+    /// Whether something accepts connections on the profile's port on 127.0.0.1.
+    pub fn is_serving(&self) -> bool {
+        self.port()
+            .is_some_and(|port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+    }
+
+    /// The cloud profile the clients use: these endpoints, the CA trusted besides the system
+    /// roots, and `*.localhost` vault hosts resolved to loopback.
+    pub fn cloud(&self) -> CloudProfile {
+        let trim = |s: &str| s.trim_end_matches('/').to_string();
+        CloudProfile {
+            name: "local".into(),
+            resource_manager: trim(&self.resource_manager),
+            authority_host: trim(&self.authority_host),
+            graph: trim(&self.graph),
+            keyvault_dns_suffix: self.keyvault_dns_suffix.clone(),
+            arm_audience: self.arm_audience.clone(),
+            keyvault_audience: self.keyvault_audience.clone(),
+            graph_audience: self.graph_audience.clone(),
+            extra_ca_pem: Some(self.ca_pem.clone()),
+            loopback_names: true,
+        }
+    }
+}
+
+#[cfg(feature = "local-cloud")]
+impl From<&kmsflow_localcloud::CloudProfile> for LocalProfile {
+    fn from(p: &kmsflow_localcloud::CloudProfile) -> Self {
+        LocalProfile {
+            resource_manager: p.resource_manager.clone(),
+            authority_host: p.authority_host.clone(),
+            graph: p.graph.clone(),
+            keyvault_dns_suffix: p.keyvault_dns_suffix.clone(),
+            arm_audience: p.arm_audience.clone(),
+            keyvault_audience: p.keyvault_audience.clone(),
+            graph_audience: p.graph_audience.clone(),
+            tenant_id: p.tenant_id.clone(),
+            default_subscription: p.default_subscription.clone(),
+            ca_pem: p.ca_pem.clone(),
+            operator: LocalOperator {
+                client_id: p.operator.client_id.clone(),
+                client_secret: p.operator.client_secret.clone(),
+                object_id: p.operator.object_id.clone(),
+            },
+        }
     }
 }
 
@@ -124,5 +214,50 @@ mod tests {
         assert_eq!(china.keyvault_scope(), "https://vault.azure.cn/.default");
         assert_ne!(public.authority_host, china.authority_host);
         assert!(CloudProfile::builtin("Moon").is_err());
+    }
+
+    /// The host's mirror of `profile.json` reads what the emulator writes, field for field.
+    #[cfg(feature = "local-cloud")]
+    #[test]
+    fn local_profile_mirrors_the_emulators_file() {
+        let published = kmsflow_localcloud::CloudProfile {
+            name: "local".into(),
+            resource_manager: "https://127.0.0.1:4443/".into(),
+            authority_host: "https://127.0.0.1:4443/".into(),
+            graph: "https://127.0.0.1:4443/".into(),
+            keyvault_dns_suffix: "vault.localhost:4443".into(),
+            arm_audience: "https://management.local/".into(),
+            keyvault_audience: "https://vault.local".into(),
+            graph_audience: "https://graph.local".into(),
+            tenant_id: "t".into(),
+            default_subscription: "s".into(),
+            ca_pem: "-----BEGIN CERTIFICATE-----".into(),
+            ca_path: "/tmp/ca.pem".into(),
+            admin_key: "k".into(),
+            operator: kmsflow_localcloud::OperatorCredentials {
+                client_id: "c".into(),
+                client_secret: "x".into(),
+                object_id: "o".into(),
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(kmsflow_localcloud::PROFILE_FILE),
+            serde_json::to_string(&published).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(LOCAL_PROFILE_FILE, kmsflow_localcloud::PROFILE_FILE);
+        let read = LocalProfile::read(dir.path()).unwrap();
+        assert_eq!(read, LocalProfile::from(&published));
+        assert_eq!(read.port(), Some(4443));
+        assert_eq!(read.cloud(), CloudProfile::from_local(&published));
+        assert_eq!(read.cloud().resource_manager, "https://127.0.0.1:4443");
+    }
+
+    #[test]
+    fn a_missing_local_profile_names_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = LocalProfile::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("profile.json"), "{err}");
     }
 }

@@ -50,6 +50,7 @@ pub fn json<T: Serialize + ?Sized>(doc: &T) {
 
 /// Prints `doc` as the command's one JSON document, on one line (for a document a reader
 /// waits for line by line, as `local serve`'s "ready").
+#[cfg_attr(not(feature = "local-cloud"), allow(dead_code))]
 pub fn json_line(doc: &serde_json::Value) {
     DOCUMENT_PRINTED.store(true, Ordering::SeqCst);
     write(format_args!("{doc}\n"));

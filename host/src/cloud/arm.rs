@@ -304,11 +304,26 @@ impl ArmClient {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
-            let token = self
-                .credential
-                .get_token(&[&self.scope], None)
-                .await
-                .map_err(|e| CloudError::Auth(e.to_string()))?;
+            let token = match self.credential.get_token(&[&self.scope], None).await {
+                Ok(token) => token,
+                Err(e) => {
+                    // Entra refusing the credential (`AADSTS…`) is final; a token endpoint that
+                    // is throttled or down after the identity library's own retries is retried
+                    // like any other call, within the same attempts and deadline.
+                    let why = e.to_string();
+                    attempt += 1;
+                    let delay = self.policy.delay(attempt, None);
+                    if why.contains("AADSTS")
+                        || attempt >= max_attempts
+                        || started.elapsed() + delay > self.policy.deadline
+                    {
+                        return Err(CloudError::Auth(why));
+                    }
+                    super::wire::record_retry("token unavailable");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())

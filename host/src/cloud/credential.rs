@@ -3,17 +3,43 @@
 use super::profile::CloudProfile;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, Transport};
+use azure_core::http::{AsyncRawResponse, ClientOptions, HttpClient, Request, Transport};
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
 use std::sync::Arc;
 
+/// The transport `azure_identity` sends token requests through: our HTTP client, with every
+/// answer recorded on the current capability call's wire report — a 429, 5xx or dropped
+/// connection as a retry (the identity library's own retry policy then sends it again), so token
+/// retries reach the journal like every other retry.
+#[derive(Debug)]
+struct RecordedTransport(reqwest::Client);
+
+#[async_trait::async_trait]
+impl HttpClient for RecordedTransport {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        let outcome = HttpClient::execute_request(&self.0, request).await;
+        match &outcome {
+            Ok(response) => {
+                let status = u16::from(response.status());
+                if status == 429 || (500..600).contains(&status) {
+                    super::wire::record_retry(&format!("token {status}"));
+                } else {
+                    super::wire::record(None);
+                }
+            }
+            Err(_) => super::wire::record_retry("token: connection failed"),
+        }
+        outcome
+    }
+}
+
 /// `azure_identity` client options for `profile`: its authority host, and our HTTP client (which
-/// trusts the profile's CA) as the transport.
+/// trusts the profile's CA) as the transport, recording every attempt.
 pub fn client_options(profile: &CloudProfile, http: &reqwest::Client) -> ClientOptions {
     let mut custom = CustomConfiguration::default();
     custom.authority_host = profile.authority_host.clone();
     ClientOptions {
-        transport: Some(Transport::new(Arc::new(http.clone()))),
+        transport: Some(Transport::new(Arc::new(RecordedTransport(http.clone())))),
         cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
         ..Default::default()
     }

@@ -510,3 +510,65 @@ async fn key_versions(c: &Cloud, vault: &str, path: &str) -> usize {
     let (_, list) = c.kv(Method::GET, vault, path, None).await;
     list["value"].as_array().map_or(0, Vec::len)
 }
+
+/// Token requests are retried by the identity library under throttling; each attempt is on the
+/// call's wire report, so the journal counts token retries like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_retries_are_recorded_on_the_call() {
+    let c = start().await;
+    c.resource_group("rg1").await;
+    let (status, _) = c
+        .admin(
+            Method::PUT,
+            "/_admin/faults",
+            Some(serde_json::json!({"seed": 3, "throttle_percent": 35, "retry_after_s": 0, "services": ["entra"]})),
+        )
+        .await;
+    assert!(status.is_success());
+    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-hostile").await;
+    let rg = c.rg_id("rg1");
+    let recorder = Recorder::default();
+    let mut step = hostile_step(
+        "token",
+        "arm-get",
+        vec![rg.clone()],
+        Grants::new(vec![Grant::new(&rg, &["read"]).unwrap()]),
+        StepLimits::default(),
+    );
+    step.params.push(Param {
+        name: "api-version".into(),
+        value: text("2021-04-01"),
+    });
+    let report = rt.run_step(&plugin, step, &target, &recorder.options()).await;
+    let outputs = report.outcome.unwrap_or_else(|e| panic!("{e}"));
+    let results = output(&outputs, "results");
+    assert!(matches!(&results, Some(Value::Text(t)) if t == "ok:200"), "{results:?}");
+    let (_, log) = c.admin(Method::GET, "/_admin/requests", None).await;
+    let throttled_tokens = log["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/oauth2/")) && r["status"] == 429)
+        .count();
+    assert!(
+        throttled_tokens > 0,
+        "the storm hit no token request; the test proves nothing"
+    );
+    let retries: u32 = recorder
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            kmsflow::Event::Call { retries, .. } => Some(*retries),
+            _ => None,
+        })
+        .sum();
+    assert!(
+        retries as usize >= throttled_tokens,
+        "{throttled_tokens} throttled token requests, {retries} retries recorded"
+    );
+}

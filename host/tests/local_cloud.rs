@@ -1492,6 +1492,18 @@ fn a_stuck_operation_fails_at_the_deadline_and_resume_finishes_the_run() {
     );
     assert!(plan_text.contains("(known after apply)"), "{plan_text}");
 
+    let out = run(&[
+        "run",
+        "rotate",
+        "-g",
+        "rg1",
+        "--cluster",
+        "aks1",
+        "--vault",
+        "kv-stuck1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
     hang("300s");
     // The shipped pipeline by name, from a directory holding only kmsflow.toml.
     let started = std::time::Instant::now();

@@ -1507,7 +1507,7 @@ fn a_stuck_operation_fails_at_the_deadline_and_resume_finishes_the_run() {
     hang("300s");
     // The shipped pipeline by name, from a directory holding only kmsflow.toml.
     let started = std::time::Instant::now();
-    let out = run(&["run", "disable", "--set", &format!("cluster={cluster}")]);
+    let out = run(&["run", "disable", "-g", "rg1", "--cluster", "aks1"]);
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -26,7 +26,8 @@ pub struct RunInputs {
     /// Reads pipeline variables from a TOML file of `name = value` lines (repeatable).
     #[arg(long = "vars", value_name = "FILE")]
     pub vars: Vec<PathBuf>,
-    /// The resource group: a name (in the target's subscription) or an id; sets `resource-group`.
+    /// The resource group: a name (in the target's subscription) or an id; sets `resource-group`
+    /// if the pipeline has it, and is where bare cluster and vault names are.
     #[arg(short = 'g', long = "resource-group", value_name = "GROUP")]
     pub resource_group: Option<String>,
     /// The cluster: a name (in the resource group), GROUP/NAME or an id; sets `cluster`.
@@ -38,14 +39,11 @@ pub struct RunInputs {
 }
 
 impl RunInputs {
-    /// `--set` values, with `-g`, `--cluster` and `--vault` as the variables they stand for.
+    /// `--set` values, with `--cluster` and `--vault` as the variables they stand for (`-g` is
+    /// `VarInputs::group`).
     fn sets(&self) -> Vec<(String, String)> {
         let mut set = Vec::new();
-        for (name, value) in [
-            ("resource-group", &self.resource_group),
-            ("cluster", &self.cluster),
-            ("vault-name", &self.vault),
-        ] {
+        for (name, value) in [("cluster", &self.cluster), ("vault-name", &self.vault)] {
             if let Some(v) = value {
                 set.push((name.to_string(), v.clone()));
             }
@@ -138,6 +136,7 @@ async fn load_and_prepare(
         values: BTreeMap::new(),
         allow_unknown,
         subscription,
+        group: inputs.resource_group.clone(),
     };
     let pipeline = Pipeline::load(pipeline_path, &var_inputs).map_err(invalid)?;
     let prepared = runtime

@@ -234,7 +234,19 @@ fn bind_vars(
     // Resource-typed values become full ids: resource groups first, since a bare cluster or
     // vault name lives in the pipeline's resource group.
     let sub = inputs.subscription.as_deref();
-    let mut group: Option<String> = None;
+    if let Some(g) = &inputs.group {
+        if vars.contains_key("resource-group") && !inputs.set.iter().any(|(k, _)| k == "resource-group") {
+            values.insert("resource-group".to_string(), toml::Value::String(g.clone()));
+        }
+    }
+    let mut group: Option<String> = match &inputs.group {
+        Some(g) if !(inputs.allow_unknown && sub.is_none() && !g.starts_with('/')) => Some(
+            super::ResourceKind::ResourceGroup
+                .expand(g, sub, None)
+                .map_err(|e| err(nowhere("-g"), e, None))?,
+        ),
+        _ => None,
+    };
     for kind_pass in [true, false] {
         for (name, spec) in vars {
             let Some(kind) = spec.resource else { continue };
@@ -257,7 +269,7 @@ fn bind_vars(
                     )),
                 )
             })?;
-            if kind == super::ResourceKind::ResourceGroup && group.is_none() {
+            if kind == super::ResourceKind::ResourceGroup {
                 group = Some(full.clone());
             }
             values.insert(name.clone(), toml::Value::String(full));

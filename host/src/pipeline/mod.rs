@@ -177,6 +177,9 @@ pub struct VarInputs {
     pub allow_unknown: bool,
     /// The subscription short resource names (`aks1`, `rg1/aks1`) expand against.
     pub subscription: Option<String>,
+    /// The resource group `-g` named: the value of a `resource-group` variable the pipeline
+    /// declares (unless set otherwise), and the group bare cluster and vault names are in.
+    pub group: Option<String>,
 }
 
 /// When a failed step runs again.

@@ -139,50 +139,10 @@ async fn the_local_cloud_survives_kill_9_with_resources_and_keys_intact() {
     let c = client(&state, "kv-durable1").await;
     let sub = c.profile["default_subscription"].as_str().unwrap().to_string();
     let rg = format!("/subscriptions/{sub}/resourceGroups/rg1");
-    assert_eq!(
-        c.arm(reqwest::Method::PUT, &rg, json!({"location": "westeurope"}))
-            .await
-            .0,
-        201
-    );
-    let vault = format!("{rg}/providers/Microsoft.KeyVault/vaults/kv-durable1");
-    let props = json!({"tenantId": c.profile["tenant_id"], "sku": {"family": "A", "name": "standard"},
-        "accessPolicies": [{"tenantId": c.profile["tenant_id"], "objectId": c.profile["operator"]["object_id"], "permissions": {"keys": ["create", "get"]}}]});
-    let (status, doc) = c
-        .arm(
-            reqwest::Method::PUT,
-            &vault,
-            json!({"location": "westeurope", "properties": props}),
-        )
-        .await;
-    assert_eq!(status, 201, "{doc}");
-    let vault_uri = doc["properties"]["vaultUri"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    // A new vault provisions (`RegisteringDns`) before its data plane answers, as on Azure.
-    let mut state_now = doc["properties"]["provisioningState"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    for _ in 0..300 {
-        if state_now == "Succeeded" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        state_now = c.arm(reqwest::Method::GET, &vault, json!({})).await.1["properties"]["provisioningState"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-    }
-    assert_eq!(state_now, "Succeeded");
+    let kid = new_key(&c, "kv-durable1", "etcd").await;
+    let vault_uri = kid.split("/keys/").next().unwrap().to_string();
     let (status, key) = c
-        .kv(
-            reqwest::Method::POST,
-            &format!("{vault_uri}/keys/etcd/create"),
-            Some(json!({"kty": "RSA"})),
-        )
+        .kv(reqwest::Method::GET, &format!("{vault_uri}/keys/etcd"), None)
         .await;
     assert_eq!(status, 200, "{key}");
     let seeded = kmsflow(&[

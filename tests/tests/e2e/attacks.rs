@@ -168,6 +168,24 @@ fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
+/// The local cloud as a target, a runtime with a private cache, and the `test-hostile` plugin.
+async fn attacker(
+    c: &Cloud,
+) -> (
+    Target,
+    tempfile::TempDir,
+    kmsflow::Runtime,
+    std::sync::Arc<kmsflow::Plugin>,
+) {
+    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(&cache);
+    let plugin = test_plugin(&rt, "test-hostile").await;
+    (target, cache, rt, plugin)
+}
+
 /// A `test-hostile` step in `mode` over `targets`.
 fn hostile_step(id: &str, mode: &str, targets: Vec<String>, grants: Grants, limits: StepLimits) -> StepRun {
     StepRun {
@@ -189,12 +207,7 @@ fn hostile_step(id: &str, mode: &str, targets: Vec<String>, grants: Grants, limi
 
 /// Runs `test-hostile` in `mode` over `targets` with `grants`; returns one result line per target.
 async fn hostile(c: &Cloud, mode: &str, targets: &[String], extra: &[(&str, &str)], grants: Grants) -> Vec<String> {
-    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
-        .await
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let rt = runtime(&cache);
-    let plugin = test_plugin(&rt, "test-hostile").await;
+    let (target, _cache, rt, plugin) = attacker(&c).await;
     let mut step = hostile_step("attack", mode, targets.to_vec(), grants, StepLimits::default());
     for (name, value) in extra {
         step.params.push(Param {
@@ -282,12 +295,7 @@ async fn generated_ids_are_refused_or_reach_only_what_the_grant_covers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_id_of_millions_of_segments_is_refused_at_once_and_recorded_short() {
     let c = start().await;
-    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
-        .await
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let rt = runtime(&cache);
-    let plugin = test_plugin(&rt, "test-hostile").await;
+    let (target, _cache, rt, plugin) = attacker(&c).await;
     let huge = format!("{}{}", c.rg_id("rg1"), "/a".repeat(2_000_000));
     let granted = c.rg_id("rg1");
     let before = last_seq(&c).await;
@@ -331,12 +339,7 @@ async fn a_resource_id_of_millions_of_segments_is_refused_at_once_and_recorded_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_keeps_probing_is_stopped_after_1024_refusals() {
     let c = start().await;
-    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
-        .await
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let rt = runtime(&cache);
-    let plugin = test_plugin(&rt, "test-hostile").await;
+    let (target, _cache, rt, plugin) = attacker(&c).await;
     let probes: Vec<String> = (0..1100).map(|i| format!("{}/%2e%2e/rg{i}", c.rg_id("rg1"))).collect();
     let recorder = Recorder::default();
     let grants = Grants::new(vec![Grant::new(&c.rg_id("rg1"), &["read"]).unwrap()]);
@@ -525,12 +528,7 @@ async fn token_request_retries_are_recorded_on_the_call() {
         )
         .await;
     assert!(status.is_success());
-    let target = Target::local_with(c.dir.path(), &TargetSettings::default())
-        .await
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let rt = runtime(&cache);
-    let plugin = test_plugin(&rt, "test-hostile").await;
+    let (target, _cache, rt, plugin) = attacker(&c).await;
     let rg = c.rg_id("rg1");
     let recorder = Recorder::default();
     let mut step = hostile_step(

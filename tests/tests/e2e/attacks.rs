@@ -207,7 +207,7 @@ fn hostile_step(id: &str, mode: &str, targets: Vec<String>, grants: Grants, limi
 
 /// Runs `test-hostile` in `mode` over `targets` with `grants`; returns one result line per target.
 async fn hostile(c: &Cloud, mode: &str, targets: &[String], extra: &[(&str, &str)], grants: Grants) -> Vec<String> {
-    let (target, _cache, rt, plugin) = attacker(&c).await;
+    let (target, _cache, rt, plugin) = attacker(c).await;
     let mut step = hostile_step("attack", mode, targets.to_vec(), grants, StepLimits::default());
     for (name, value) in extra {
         step.params.push(Param {

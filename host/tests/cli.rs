@@ -459,6 +459,7 @@ fn kmsflow_in(dir: &Path, args: &[&str]) -> Output {
         .env("KMSFLOW_CACHE_DIR", dir.join("cache"))
         .env("KMSFLOW_LOCAL_STATE", dir.join("localcloud"))
         .env("KMSFLOW_RUNS_DIR", dir.join("runs"))
+        .env("KMSFLOW_DATA_DIR", dir.join("data"))
         .output()
         .expect("kmsflow starts")
 }
@@ -572,6 +573,14 @@ fn validate_checks_structure_without_values_and_run_still_needs_them() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("bad-format.toml:8:") && text(&out.stderr).contains("not a managed cluster id"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A value given on the command line is named in the error.
+    let out = kmsflow_in(dir.path(), &["validate", "migrate-v2", "--set", "target-version=v1.27"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("from --set target-version"),
         "{}",
         text(&out.stderr)
     );

@@ -152,10 +152,13 @@ fn type_word(ty: ValueType) -> &'static str {
 }
 
 /// The variables' values: defaults, then `--vars` files, then `--set`.
-fn bind_vars(
-    vars: &BTreeMap<String, VarSpec>,
-    inputs: &VarInputs,
-) -> Result<BTreeMap<String, toml::Value>, PipelineError> {
+/// Variable values, and where each value that did not come from the pipeline itself was given
+/// (`--set NAME`, `FILE:line:column` of a `--vars` file).
+type Bound = (BTreeMap<String, toml::Value>, BTreeMap<String, String>);
+
+/// Binds the variables (see [`Bound`]).
+fn bind_vars(vars: &BTreeMap<String, VarSpec>, inputs: &VarInputs) -> Result<Bound, PipelineError> {
+    let mut origins: BTreeMap<String, String> = BTreeMap::new();
     let known = || {
         let names: Vec<&str> = vars.keys().map(String::as_str).collect();
         Some(if names.is_empty() {
@@ -204,6 +207,7 @@ fn bind_vars(
                     Some(&spec.description),
                 ));
             }
+            origins.insert(k.get_ref().clone(), loc.at(v.span().start).to_string());
             values.insert(k.into_inner(), v.into_inner());
         }
     }
@@ -219,6 +223,7 @@ fn bind_vars(
                 Some(spec.description.clone()),
             )
         })?;
+        origins.insert(k.clone(), format!("--set {k}"));
         values.insert(k.clone(), value);
     }
     for (k, v) in &inputs.values {
@@ -237,6 +242,7 @@ fn bind_vars(
     if let Some(g) = &inputs.group {
         if vars.contains_key("resource-group") && !inputs.set.iter().any(|(k, _)| k == "resource-group") {
             values.insert("resource-group".to_string(), toml::Value::String(g.clone()));
+            origins.insert("resource-group".to_string(), "-g".to_string());
         }
     }
     let mut group: Option<String> = match &inputs.group {
@@ -260,9 +266,13 @@ fn bind_vars(
                 continue; // `validate` without a target: a short name stays as written.
             }
             let full = kind.expand(&text, sub, group.as_deref()).map_err(|e| {
+                let given = origins
+                    .get(name)
+                    .map(|o| format!(" (given by {o})"))
+                    .unwrap_or_default();
                 err(
                     spec.location.clone(),
-                    format!("variable `{name}`: {e}"),
+                    format!("variable `{name}`{given}: {e}"),
                     Some(format!(
                         "a {} is a name, GROUP/NAME or a full resource id",
                         kind.type_name()
@@ -287,7 +297,7 @@ fn bind_vars(
             ));
         }
     }
-    Ok(values)
+    Ok((values, origins))
 }
 
 /// `scope` with each unresolved `${vars.NAME}` replaced by a well-formed stand-in (a
@@ -426,7 +436,7 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> 
             check_refs(&refs, &g.scope_location, &vars, &raw_steps, i, false)?;
         }
     }
-    let values = bind_vars(&vars, inputs)?;
+    let (values, origins) = bind_vars(&vars, inputs)?;
     let unknown: BTreeMap<String, ValueType> = vars
         .iter()
         .filter(|(name, spec)| spec.required && !values.contains_key(*name))
@@ -441,10 +451,19 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Pipeline, PipelineError> 
         let mut with = Vec::new();
         for p in s.with {
             let value = template::substitute(&p.value, &lookup).map_err(|e| err(p.location.clone(), e, None))?;
+            let given: Vec<String> = template::refs(&p.value)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ref::Var(v) => origins.get(&v).map(|o| format!("`{v}` from {o}")),
+                    Ref::Output { .. } => None,
+                })
+                .collect();
             with.push(ParamEntry {
                 name: p.name,
                 value,
                 location: p.location,
+                from: (!given.is_empty()).then(|| given.join(", ")),
             });
         }
         let mut grants = Vec::new();

@@ -65,6 +65,9 @@ pub struct ParamEntry {
     pub name: String,
     pub value: toml::Value,
     pub location: Location,
+    /// Where the variables in the value got theirs, when not from the pipeline itself
+    /// (`--set vault-name`, `vars.toml:3:1`), for messages about the value.
+    pub from: Option<String>,
 }
 
 /// A declared variable.

@@ -87,7 +87,10 @@ pub fn resolve_params(
         if let (true, Some(format), toml::Value::String(text)) = (literal, spec.format, &substituted) {
             crate::names::text_format(format, text).map_err(|e| PipelineError {
                 location: entry.location.clone(),
-                message: format!("parameter `{}`: {e}", entry.name),
+                message: match &entry.from {
+                    Some(from) => format!("parameter `{}` (value of {from}): {e}", entry.name),
+                    None => format!("parameter `{}`: {e}", entry.name),
+                },
                 hint: Some(spec.description.clone()),
             })?;
         }

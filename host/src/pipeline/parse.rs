@@ -309,6 +309,7 @@ pub fn parse_file(text: &str, file: &str, base: &Path) -> Result<FileParts, Pipe
                 name: name.get_ref().clone(),
                 value: value.get_ref().clone(),
                 location: loc.at(name.span().start),
+                from: None,
             });
         }
         let grants = step

@@ -305,6 +305,7 @@ fn app(state: Shared) -> Router {
     let main: Router = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/v1.0/me", get(entra::me))
+        .route("/subscriptions", any(arm::handle))
         .route("/subscriptions/{*rest}", any(arm::handle))
         .route("/k8s/{*rest}", any(k8s::handle))
         .merge(admin::router())

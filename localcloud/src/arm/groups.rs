@@ -43,9 +43,33 @@ pub fn list(state: &Shared, req: &Req, sub: &str) -> ArmResult {
     Ok(json(StatusCode::OK, j!({ "value": groups })))
 }
 
+/// `GET /subscriptions`: every subscription of this cloud, in ARM's list shape.
+pub fn list_subscriptions(state: &Shared, req: &Req) -> ArmResult {
+    if req.method != Method::GET {
+        return Err(method_not_allowed(req));
+    }
+    let value: Vec<Value> = subscriptions(state)?
+        .into_iter()
+        .map(|sub| {
+            j!({"id": format!("/subscriptions/{sub}"), "subscriptionId": sub, "tenantId": state.tenant_id,
+                "displayName": "local", "state": "Enabled"})
+        })
+        .collect();
+    Ok(json(StatusCode::OK, j!({ "value": value })))
+}
+
 pub fn handle(state: &Shared, req: &Req, sub: &str, rg: &str) -> ArmResult {
     match req.method {
         Method::GET => Ok(json(StatusCode::OK, get(state, sub, rg)?)),
+        // `az group exists`, the SDKs' `check_existence`: 204 or 404, no body.
+        Method::HEAD => {
+            let status = if state.db.resource(&rg_id(sub, rg))?.is_some() {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            Ok(axum::response::IntoResponse::into_response(status))
+        }
         Method::PUT => {
             let body = req.json()?;
             let location = location_of(&body)?;

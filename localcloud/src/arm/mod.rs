@@ -134,6 +134,9 @@ async fn route(state: &Shared, method: Method, uri: &Uri, headers: HeaderMap, bo
         body,
         caller,
     };
+    if req.segs.len() == 1 {
+        return groups::list_subscriptions(state, &req);
+    }
     let sub = req.segs.get(1).cloned().unwrap_or_default();
     if !groups::subscription_exists(state, &sub)? {
         return Err(ArmError::new(

@@ -306,3 +306,25 @@ async fn identities_are_principals_and_duplicate_role_assignments_conflict() {
         (StatusCode::BAD_REQUEST, Some("PrincipalNotFound"))
     );
 }
+
+/// What `az account list` and `az group exists` (the SDKs' `check_existence`) ask: the list of
+/// subscriptions, and `HEAD` on a resource group — 204 when it exists, 404 when not, no body.
+#[tokio::test]
+async fn subscriptions_are_listed_and_resource_groups_answer_head() {
+    let c = start().await;
+    let (status, list) = c.arm(Method::GET, "/subscriptions?api-version=2022-12-01", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["subscriptionId"].as_str())
+        .collect();
+    assert_eq!(ids, [c.sub()], "{list}");
+    let rg = c.rg_id("rg-head");
+    let (status, body) = c.arm(Method::HEAD, &rg, None).await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, serde_json::Value::Null));
+    c.resource_group("rg-head").await;
+    let (status, body) = c.arm(Method::HEAD, &rg, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, serde_json::Value::Null));
+}

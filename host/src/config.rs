@@ -304,10 +304,9 @@ impl Config {
             None if name == "local" && !self.targets.contains_key(name) => local_dir.to_path_buf(),
             None => return None,
         };
-        let bytes =
-            crate::limits::read_file(&dir.join("profile.json"), crate::limits::CONFIG_FILE_MAX, "profiles").ok()?;
-        let profile: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        profile["default_subscription"].as_str().map(str::to_string)
+        crate::cloud::profile::LocalProfile::read(&dir)
+            .ok()
+            .map(|p| p.default_subscription)
     }
 
     pub fn local_state_dir(&self, name: &str) -> Option<Option<PathBuf>> {

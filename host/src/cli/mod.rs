@@ -452,7 +452,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             .await
         }
         Command::Validate { pipeline, inputs } => {
-            runs::validate(&pipeline_file(pipeline)?, inputs, cache, cli.output).await
+            runs::validate(
+                &pipeline_file(pipeline)?,
+                inputs,
+                cli.config.as_deref(),
+                cache,
+                cli.output,
+            )
+            .await
         }
         #[cfg(feature = "local-cloud")]
         Command::Quickstart(args) => quickstart::run(args, cache, cli.output).await,

@@ -348,9 +348,17 @@ pub async fn resume(
 }
 
 /// `kmsflow validate PIPELINE`: load, check every step against its plugin; no target.
-pub async fn validate(pipeline_path: &Path, inputs: RunInputs, cache: Cache, output: Output) -> Result<u8, Failure> {
+pub async fn validate(
+    pipeline_path: &Path,
+    inputs: RunInputs,
+    config_path: Option<&Path>,
+    cache: Cache,
+    output: Output,
+) -> Result<u8, Failure> {
     let runtime = build_runtime(cache)?;
-    let config = load_config(None).ok();
+    // Offline: the configuration only names the subscription short names expand against; an
+    // unreadable one leaves them unexpanded rather than failing the lint.
+    let config = load_config(config_path).ok();
     let subscription = config.as_ref().and_then(|c| {
         let name = inputs.target.clone().unwrap_or_else(|| c.default_target().to_string());
         subscription(c, &name, None).ok().flatten()

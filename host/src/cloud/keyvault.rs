@@ -183,7 +183,7 @@ impl KeyVaultClient {
     }
 
     /// One data-plane call on `vault` (from [`KeyVaultClient::vault_url`]) at `segments`
-    /// (each already checked by [`crate::names`]), api-version 7.5.
+    /// (each already checked by [`crate::names`]), with the client's retries.
     pub async fn call(
         &self,
         method: Method,
@@ -191,10 +191,7 @@ impl KeyVaultClient {
         segments: &[&str],
         body: Option<&Value>,
     ) -> Result<ArmResponse, CloudError> {
-        let client = self.client_for(vault).await?;
-        client
-            .send(method, url_of(vault, segments, &self.api_version), body, &[])
-            .await
+        self.send(method, vault, segments, body, false).await
     }
 
     /// One attempt of a call that is not idempotent (see [`ArmClient::send_once`]).
@@ -205,10 +202,24 @@ impl KeyVaultClient {
         segments: &[&str],
         body: Option<&Value>,
     ) -> Result<ArmResponse, CloudError> {
+        self.send(method, vault, segments, body, true).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        vault: &Url,
+        segments: &[&str],
+        body: Option<&Value>,
+        once: bool,
+    ) -> Result<ArmResponse, CloudError> {
         let client = self.client_for(vault).await?;
-        client
-            .send_once(method, url_of(vault, segments, &self.api_version), body, &[])
-            .await
+        let url = url_of(vault, segments, &self.api_version);
+        if once {
+            client.send_once(method, url, body, &[]).await
+        } else {
+            client.send(method, url, body, &[]).await
+        }
     }
 
     /// Follows `nextLink`s from a list call, only on the vault's own host.

@@ -140,9 +140,10 @@ impl LocalProfile {
     /// that cloud still serves (see [`LocalProfile::is_serving`]).
     pub fn read(state_dir: &Path) -> Result<LocalProfile, ProfileError> {
         let path = state_dir.join(LOCAL_PROFILE_FILE);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| ProfileError::Local(format!("{}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| ProfileError::Local(format!("{}: {e}", path.display())))
+        // Through the bounded reader: a regular file of at most the config size.
+        let bytes = crate::limits::read_file(&path, crate::limits::CONFIG_FILE_MAX, "profiles")
+            .map_err(|e| ProfileError::Local(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ProfileError::Local(format!("{}: {e}", path.display())))
     }
 
     /// The loopback port of the Resource Manager endpoint, when the URL has one.
